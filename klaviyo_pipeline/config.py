@@ -105,6 +105,8 @@ class NormalizeConfig(_Strict):
     drop_invalid_currency: bool = True
     external_id_too_long: Literal["reject", "drop"] = "reject"
     unset_profile_fields: list[str] = Field(default_factory=list)
+    prefix_unique_id_with_metric: bool = False
+    user_traits_to_profile: bool = False
 
     @field_validator("default_region")
     @classmethod

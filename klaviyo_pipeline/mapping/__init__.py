@@ -1,0 +1,1 @@
+"""walkerOS mapping language: value configs, rule lookup, validation and the column plan."""
