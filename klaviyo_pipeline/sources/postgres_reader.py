@@ -84,7 +84,7 @@ def read_postgres_partition(
     """Yield the rows of `window` in DataFrames of at most `source.chunk_rows` rows."""
     dsn = _resolve_dsn(source)
     with _connect(dsn) as connection:
-        plan = _plan(connection, source, window)
+        plan = plan_postgres_query(connection, source, window)
         where = f", table {source.table}" if source.table else ""
         logger.info("Reading partition %s from PostgreSQL %s%s", window.key, redact_dsn(dsn), where)
         if not plan.window_filter.exact:
@@ -100,7 +100,7 @@ def read_postgres_partition(
 def count_postgres_partition(source: SourceConfig, window: PartitionWindow) -> int:
     """Count the rows that `read_postgres_partition` reads, without fetching them."""
     with _connect(_resolve_dsn(source)) as connection:
-        plan = _plan(connection, source, window)
+        plan = plan_postgres_query(connection, source, window)
         try:
             row = connection.execute(to_psycopg(plan.count), plan.params).fetchone()
         except psycopg.Error as error:
@@ -159,9 +159,16 @@ def _relation(source: SourceConfig) -> str:
     return ""
 
 
-def _plan(
+def plan_postgres_query(
     connection: psycopg.Connection[Any], source: SourceConfig, window: PartitionWindow
 ) -> QueryPlan:
+    """Plan the partition's queries; their SQL text is ready for `to_psycopg`.
+
+    Raises:
+        ConfigError: as `plan_partition_query` does.
+        SourceError: if PostgreSQL fails to describe the rows.
+    """
+
     def describe(query: str) -> list[Column]:
         with connection.cursor() as cursor:
             cursor.execute(to_psycopg(f"SELECT * FROM (\n{query}\n) AS source_rows LIMIT 0"), {})

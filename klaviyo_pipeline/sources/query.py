@@ -52,12 +52,25 @@ def build_row_query(source: SourceConfig, relation: str, projection: str = "*") 
     if not source.select:
         return f"SELECT {projection} FROM {relation}"
 
-    text = source.select.strip().rstrip(";").strip()
+    text = _strip_statement_end(source.select)
     if SOURCE_PLACEHOLDER not in text and source.kind == "files":
         raise ConfigError(
             "source.select: missing {source}; write FROM {source} where the files are read"
         )
     return text.replace(SOURCE_PLACEHOLDER, relation)
+
+
+def _strip_statement_end(text: str) -> str:
+    """Remove trailing semicolons and whole-line "--" comments, so the query nests in a FROM."""
+    while True:
+        text = text.strip()
+        lines = text.splitlines()
+        if text.endswith(";"):
+            text = text[:-1]
+        elif len(lines) > 1 and lines[-1].lstrip().startswith("--"):
+            text = "\n".join(lines[:-1])
+        else:
+            return text
 
 
 def build_rename_projection(source: SourceConfig, source_columns: Sequence[str]) -> str:
