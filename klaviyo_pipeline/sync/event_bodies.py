@@ -1,0 +1,320 @@
+"""Bulk event request bodies: payloads per record, batches by count and size, pointer mapping.
+
+One ``event-bulk-create`` item contains one profile and its events, so records are grouped by
+profile. Sizes are counted as the SDK serializes a body: ``json.dumps`` with the default
+separators and ``ensure_ascii=True``, so the length of the text is its size in bytes. The
+SDK parses ``time`` into a datetime and writes it back with ``isoformat()``, so payloads
+carry the time in that form already, and the size counted here is the size sent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from klaviyo_pipeline.outcomes import Reason
+from klaviyo_pipeline.sync.pointers import PointerTarget, parse_pointer
+
+EVENT_COLUMNS = (
+    "record_id",
+    "row_id",
+    "metric",
+    "unique_id",
+    "email",
+    "phone_number",
+    "external_id",
+    "profile_key",
+    "time",
+    "value",
+    "value_currency",
+    "properties",
+    "profile_properties",
+    "content_hash",
+)
+_ITEMS_PREFIX = ("data", "attributes", "events-bulk-create", "data")
+# json.dumps writes ", " between list items.
+_SEPARATOR_BYTES = 2
+
+
+@dataclass(frozen=True)
+class PayloadError:
+    """A record whose payload cannot be built, with the reason and a description."""
+
+    position: int
+    reason: str
+    detail: str
+
+
+@dataclass
+class EventPayloads:
+    """Event resources of all records of a partition and their profile groups.
+
+    Attributes:
+        backfill: Value of ``backfill`` on every item and event.
+        events: Event resource per record position; None for records with a payload error.
+        event_bytes: Serialized size of each event resource.
+        groups: Profile group key per record position.
+        profiles: Profile resource per group key.
+        item_bytes: Serialized size of an item of each group with an empty event list.
+        errors: Records whose payload could not be built.
+    """
+
+    backfill: bool
+    events: list[dict[str, Any] | None] = field(default_factory=list)
+    event_bytes: list[int] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    item_bytes: dict[str, int] = field(default_factory=dict)
+    errors: list[PayloadError] = field(default_factory=list)
+
+
+def _reject_constant(text: str) -> float:
+    raise ValueError(f"{text} is not valid JSON")
+
+
+def parse_json_object(text: Any) -> dict[str, Any] | None:
+    """Parse JSON object text; None and NaN give None.
+
+    Raises:
+        ValueError: The text is not a JSON object, or contains NaN or Infinity.
+    """
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return None
+    value = json.loads(text, parse_constant=_reject_constant)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def normalize_time(text: str) -> str:
+    """Return an ISO 8601 time in the form the SDK sends it (``datetime.isoformat()``).
+
+    Raises:
+        ValueError: The time does not parse or has no UTC offset.
+    """
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"time {text!r} has no UTC offset")
+    return moment.isoformat()
+
+
+def _present(value: Any) -> bool:
+    if value is None:
+        return False
+    return not (isinstance(value, float) and math.isnan(value))
+
+
+def profile_resource(record: dict[str, Any], properties: dict[str, Any] | None) -> dict[str, Any]:
+    """Build the inline profile of an event item; absent identifiers are left out, never null."""
+    attributes = {
+        name: str(record[name])
+        for name in ("email", "phone_number", "external_id")
+        if _present(record.get(name))
+    }
+    if properties:
+        attributes["properties"] = properties
+    return {"type": "profile", "attributes": attributes}
+
+
+def event_resource(
+    record: dict[str, Any], time: str, properties: dict[str, Any], backfill: bool
+) -> dict[str, Any]:
+    """Build one event resource of an item."""
+    attributes: dict[str, Any] = {
+        "properties": properties,
+        "time": time,
+        "unique_id": str(record["unique_id"]),
+        "backfill": backfill,
+        "metric": {"data": {"type": "metric", "attributes": {"name": str(record["metric"])}}},
+    }
+    if _present(record.get("value")):
+        attributes["value"] = float(record["value"])
+    if _present(record.get("value_currency")):
+        attributes["value_currency"] = str(record["value_currency"])
+    return {"type": "event", "attributes": attributes}
+
+
+def item_resource(
+    profile: dict[str, Any], events: list[dict[str, Any]], backfill: bool
+) -> dict[str, Any]:
+    """Build one ``event-bulk-create`` item for a profile and its events."""
+    return {
+        "type": "event-bulk-create",
+        "attributes": {
+            "backfill": backfill,
+            "profile": {"data": profile},
+            "events": {"data": events},
+        },
+    }
+
+
+def bulk_body(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Build the envelope of a ``POST /api/event-bulk-create-jobs`` request."""
+    return {
+        "data": {
+            "type": "event-bulk-create-job",
+            "attributes": {"events-bulk-create": {"data": items}},
+        }
+    }
+
+
+EMPTY_BODY_BYTES = len(json.dumps(bulk_body([])))
+
+
+def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads:
+    """Build the event and profile resources of every record and measure their sizes."""
+    payloads = EventPayloads(backfill=backfill)
+    for position, record in enumerate(records[list(EVENT_COLUMNS)].to_dict("records")):
+        try:
+            properties = parse_json_object(record["properties"]) or {}
+            profile_properties = parse_json_object(record["profile_properties"])
+        except ValueError as error:
+            _add_error(
+                payloads, position, Reason.MAPPING_FAILED, f"invalid properties JSON: {error}"
+            )
+            continue
+        try:
+            time = normalize_time(str(record["time"]))
+        except ValueError as error:
+            _add_error(payloads, position, Reason.TIME_INVALID, str(error))
+            continue
+
+        event = event_resource(record, time, properties, backfill)
+        group = _group_key(record)
+        if group not in payloads.profiles:
+            profile = profile_resource(record, profile_properties)
+            payloads.profiles[group] = profile
+            payloads.item_bytes[group] = len(json.dumps(item_resource(profile, [], backfill)))
+        payloads.events.append(event)
+        payloads.event_bytes.append(len(json.dumps(event)))
+        payloads.groups.append(group)
+    return payloads
+
+
+def _add_error(payloads: EventPayloads, position: int, reason: str, detail: str) -> None:
+    payloads.errors.append(PayloadError(position, str(reason), detail))
+    payloads.events.append(None)
+    payloads.event_bytes.append(0)
+    payloads.groups.append("")
+
+
+def _group_key(record: dict[str, Any]) -> str:
+    # Events of one profile share an item only if the profile they carry is identical.
+    parts = [record["profile_key"], record["email"], record["phone_number"], record["external_id"]]
+    parts.append(record["profile_properties"])
+    return json.dumps([None if not _present(part) else str(part) for part in parts])
+
+
+def order_by_profile(positions: list[int], groups: list[str]) -> list[int]:
+    """Order positions so that each profile's events follow each other, in first-seen order."""
+    first_seen: dict[str, int] = {}
+    for index, position in enumerate(positions):
+        first_seen.setdefault(groups[position], index)
+    return sorted(positions, key=lambda position: first_seen[groups[position]])
+
+
+def plan_event_batches(
+    positions: list[int], payloads: EventPayloads, max_events: int, max_bytes: int
+) -> tuple[list[list[int]], list[int]]:
+    """Split positions into batches within the event count and body size limits.
+
+    Positions must already be ordered by profile (see `order_by_profile`). A profile whose
+    events do not fit the current batch continues in the next one.
+
+    Returns:
+        The batches, and the positions whose event alone exceeds `max_bytes`.
+    """
+    batches: list[list[int]] = []
+    too_large: list[int] = []
+    current: list[int] = []
+    size = EMPTY_BODY_BYTES
+    group: str | None = None
+    for position in positions:
+        event_group = payloads.groups[position]
+        event_size = payloads.event_bytes[position]
+        item_size = payloads.item_bytes[event_group]
+        if EMPTY_BODY_BYTES + item_size + event_size > max_bytes:
+            too_large.append(position)
+            continue
+
+        if event_group == group:
+            added = _SEPARATOR_BYTES + event_size
+        else:
+            added = (_SEPARATOR_BYTES if current else 0) + item_size + event_size
+        if current and (len(current) >= max_events or size + added > max_bytes):
+            batches.append(current)
+            current, size, group = [], EMPTY_BODY_BYTES, None
+            added = item_size + event_size
+
+        current.append(position)
+        size += added
+        group = event_group
+    if current:
+        batches.append(current)
+    return batches, too_large
+
+
+@dataclass(frozen=True)
+class EventBody:
+    """A built bulk event body and the record position of each item's events."""
+
+    body: dict[str, Any]
+    items: list[list[int]]
+
+    @property
+    def positions(self) -> list[int]:
+        """All record positions in the body, in body order."""
+        return [position for item in self.items for position in item]
+
+
+def build_event_body(positions: list[int], payloads: EventPayloads) -> EventBody:
+    """Build the body of one batch, grouping the events of each profile into one item."""
+    by_group: dict[str, list[int]] = {}
+    for position in positions:
+        by_group.setdefault(payloads.groups[position], []).append(position)
+    items = []
+    for group, members in by_group.items():
+        events = [payloads.events[position] for position in members]
+        items.append(item_resource(payloads.profiles[group], events, payloads.backfill))
+    return EventBody(bulk_body(items), list(by_group.values()))
+
+
+def map_event_pointer(pointer: str | None, body: EventBody) -> PointerTarget | None:
+    """Map an error pointer of a bulk event response to the record positions it names.
+
+    ``.../events-bulk-create/data/{i}/attributes/events/data/{j}...`` names one event.
+    ``.../data/{i}/attributes/profile...`` names the profile, so every event of item ``i``
+    is invalid. A pointer to item ``i`` itself names one event only if the item has one.
+    Otherwise the target is inexact, and the caller isolates the invalid event.
+
+    Returns:
+        The target, or None if the pointer names no item of this body.
+    """
+    parts = parse_pointer(pointer)
+    if parts is None or tuple(parts[:4]) != _ITEMS_PREFIX or len(parts) < 5:
+        return None
+    item_index = _index(parts[4], len(body.items))
+    if item_index is None:
+        return None
+    members = body.items[item_index]
+    rest = parts[5:]
+    if rest[:3] == ["attributes", "events", "data"] and len(rest) >= 4:
+        event_index = _index(rest[3], len(members))
+        if event_index is None:
+            return None
+        return PointerTarget([members[event_index]], exact=True)
+    if rest[:2] == ["attributes", "profile"]:
+        return PointerTarget(list(members), exact=True)
+    return PointerTarget(list(members), exact=len(members) == 1)
+
+
+def _index(part: str, length: int) -> int | None:
+    if not part.isdigit():
+        return None
+    index = int(part)
+    return index if index < length else None
