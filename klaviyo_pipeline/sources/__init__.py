@@ -47,7 +47,8 @@ def read_partition(
 
     Yields nothing for an empty partition, which includes a path with a date placeholder that
     matches no file. Local paths are relative to `base_dir`. `logger` defaults to this module's
-    logger; pass Dagster's ``context.log`` to see the messages in the run.
+    logger, and Dagster's ``context.log`` shows the messages in the run. As with any generator,
+    the errors below are raised on the first ``next()``, not at the call.
 
     Raises:
         ConfigError: if the config cannot describe the rows, for example a missing time column or

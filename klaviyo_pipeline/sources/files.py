@@ -162,6 +162,11 @@ def file_relation(file_format: FileFormat, hive_partitioning: bool) -> str:
 
     CSV and JSON columns get DuckDB's type detection. `union_by_name` lines up files whose
     columns differ in order or presence.
+
+    NOTE: DuckDB detects CSV types from a sample of rows, so a later value that does not fit
+    (such as a 20-digit id in a BIGINT column) fails the read, and the config has no field to
+    pass `types` or `sample_size`. DuckDB 2.0.1 reads JSON integers above 2**64 - 1 as DOUBLE,
+    which loses digits.
     """
     hive = "true" if hive_partitioning else "false"
     options = f"hive_partitioning = {hive}, union_by_name = true"

@@ -149,8 +149,8 @@ def test_rerun_gives_same_chunks(tmp_path: Path) -> None:
     second = list(read_partition(source, DAY, base_dir=str(tmp_path)))
 
     assert len(first) == len(second) == 8
-    for one, other in zip(first, second, strict=True):
-        pd.testing.assert_frame_equal(one, other)
+    for first_chunk, second_chunk in zip(first, second, strict=True):
+        pd.testing.assert_frame_equal(first_chunk, second_chunk)
     whole = pd.concat(first, ignore_index=True)
     expected = whole.sort_values(["timestamp", "user"], ignore_index=True)
     pd.testing.assert_frame_equal(whole, expected)

@@ -353,7 +353,7 @@ def test_invalid_dsn_hides_value() -> None:
 
 
 def test_connect_error_hides_password() -> None:
-    # Nothing listens on port 1 of the loopback address, so the connection is refused.
+    # Assumes that nothing listens on port 1 of the loopback address, so the connection is refused.
     source = SourceConfig(
         kind="postgres",
         dsn="postgresql://postgres:hunter2@127.0.0.1:1/test?connect_timeout=5",
