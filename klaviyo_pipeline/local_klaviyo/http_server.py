@@ -98,7 +98,6 @@ class KlaviyoRequestHandler(BaseHTTPRequestHandler):
     server: LocalKlaviyoHTTPServer
     protocol_version = "HTTP/1.1"
     server_version = "LocalKlaviyo/1.0"
-    sys_version = ""
     # Buffer the status line, headers and body into one send; no Nagle delay.
     wbufsize = 64 * 1024
     disable_nagle_algorithm = True
@@ -112,6 +111,9 @@ class KlaviyoRequestHandler(BaseHTTPRequestHandler):
             super().finish()
         finally:
             self.server.untrack(self.connection)
+
+    def version_string(self) -> str:
+        return self.server_version
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)

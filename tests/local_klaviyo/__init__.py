@@ -1,0 +1,1 @@
+"""Tests of the local Klaviyo server, run with the real klaviyo-api SDK over HTTP."""
