@@ -149,12 +149,12 @@ def prune_hive_days(files: list[str], window: PartitionWindow, source: SourceCon
     """
     zone = ZoneInfo(source.timezone) if source.timezone else window.timezone
     first, last = window.days(zone)
-    kept = []
+    selected = []
     for path in files:
         day = hive_day(path)
         if day is None or first <= day <= last:
-            kept.append(path)
-    return kept
+            selected.append(path)
+    return selected
 
 
 def file_relation(file_format: FileFormat, hive_partitioning: bool) -> str:
@@ -164,7 +164,7 @@ def file_relation(file_format: FileFormat, hive_partitioning: bool) -> str:
     columns differ in order or presence.
 
     NOTE: DuckDB detects CSV types from a sample of rows, so a later value that does not fit
-    (such as a 20-digit id in a BIGINT column) fails the read, and the config has no field to
+    (such as a 20-digit id in a BIGINT column) fails the read. The config has no field yet to
     pass `types` or `sample_size`. DuckDB 2.0.1 reads JSON integers above 2**64 - 1 as DOUBLE,
     which loses digits.
     """
