@@ -110,7 +110,8 @@ def _identity_keys(email: pd.Series, phone: pd.Series, external_id: pd.Series) -
 
 
 def _hashes(*columns: pd.Series) -> pd.Series:
-    joined = columns[0].astype(str).str.cat([c.astype(str) for c in columns[1:]], sep="\x1f")
+    texts = [column.astype(object).map(str) for column in columns]
+    joined = texts[0].str.cat(texts[1:], sep="\x1f")
     return joined.map(lambda text: hashlib.md5(text.encode(), usedforsecurity=False).hexdigest())
 
 

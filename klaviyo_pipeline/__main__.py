@@ -1,0 +1,120 @@
+"""Command line: validate a config, or sync one partition without starting the Dagster UI.
+
+    python -m klaviyo_pipeline validate [--config PATH]
+    python -m klaviyo_pipeline run --partition 2019-10-01 [--config PATH] [--local-klaviyo]
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from klaviyo_pipeline.config import CONFIG_ENV_VAR, ConfigError, load_config
+
+LOCAL_API_KEY = "pk_local_example_key"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m klaviyo_pipeline", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate", help="check the config file and exit")
+    validate.add_argument("--config", help=f"config file (default: ${CONFIG_ENV_VAR} or the bundled example)")
+
+    run = commands.add_parser("run", help="materialize every asset of one partition")
+    run.add_argument("--config", help=f"config file (default: ${CONFIG_ENV_VAR} or the bundled example)")
+    run.add_argument("--partition", required=True, help="partition day, YYYY-MM-DD")
+    run.add_argument(
+        "--local-klaviyo",
+        action="store_true",
+        help="start the local Klaviyo server on 127.0.0.1 and sync to it instead of Klaviyo",
+    )
+    return parser
+
+
+@contextlib.contextmanager
+def _local_klaviyo(enabled: bool, output: Path) -> Iterator[object | None]:
+    if not enabled:
+        yield None
+        return
+    from klaviyo_pipeline.local_klaviyo import LocalKlaviyoServer
+
+    with LocalKlaviyoServer(port=0) as server:
+        os.environ["KLAVIYO_BASE_URL"] = server.base_url
+        os.environ["KLAVIYO_API_KEY"] = LOCAL_API_KEY
+        print(f"Local Klaviyo server at {server.base_url}")
+        try:
+            yield server
+        finally:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(json.dumps({"events": server.events(), "profiles": server.profiles()}, indent=1))
+            print(f"Events and profiles stored by the local Klaviyo server: {output}")
+
+
+def _run(config_path: str | None, partition: str, local: bool) -> int:
+    from dagster import DagsterInstance, materialize
+
+    from klaviyo_pipeline.config import resolve_path
+    from klaviyo_pipeline.definitions import build_definitions
+
+    config = load_config(config_path)
+    output = Path(resolve_path(config, ".klaviyo_pipeline/local_klaviyo_store.json"))
+    if local:
+        # A new local server holds nothing yet, so the sync log of earlier local runs
+        # does not apply: start from an empty one next to the server's store.
+        state = Path(resolve_path(config, ".klaviyo_pipeline/local_klaviyo_state.duckdb"))
+        state.unlink(missing_ok=True)
+        sync = config.sync.model_copy(update={"state_database": str(state)})
+        config = config.model_copy(update={"sync": sync})
+    with _local_klaviyo(local, output):
+        definitions = build_definitions(config)
+        instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+        result = materialize(
+            list(definitions.assets or []),
+            partition_key=partition,
+            resources=dict(definitions.resources or {}),
+            instance=instance,
+            raise_on_error=False,
+        )
+        _print_summary(result, partition)
+        print(f"Sync log: {resolve_path(config, config.sync.state_database)} (DuckDB, table sync_log)")
+    return 0 if result.success else 1
+
+
+def _print_summary(result: object, partition: str) -> None:
+    for event in result.get_asset_materialization_events():  # type: ignore[attr-defined]
+        materialization = event.event_specific_data.materialization
+        name = materialization.asset_key.to_user_string()
+        if not name.endswith("_sync"):
+            continue
+        metadata = {key: value.value for key, value in materialization.metadata.items()}
+        print(f"\n{name} [{partition}]: {metadata.get('rows_read', 0):,} rows read")
+        print("  " + ", ".join(f"{state} {metadata.get(f'rows_{state}', 0):,}" for state in
+                               ("sent", "rejected", "skipped", "deduplicated", "failed")))
+        for metric, counts in (metadata.get("metrics") or {}).items():
+            print(f"  {metric}: " + ", ".join(f"{status} {count:,}" for status, count in counts.items()))
+        if metadata.get("dry_run"):
+            print("  dry run: nothing was sent (no API key is set)")
+    if not result.success:  # type: ignore[attr-defined]
+        print("\nThe run failed; see the errors above.", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line and return the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "validate":
+            config = load_config(args.config)
+            print(f"Config is valid: source {config.source.kind}, partitions from {config.partitions.start}")
+            return 0
+        return _run(args.config, args.partition, args.local_klaviyo)
+    except ConfigError as error:
+        print(str(error), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
