@@ -158,6 +158,9 @@ class _Converter:
             return _repair_text(str(value))
         if isinstance(value, bool | np.bool_):
             return bool(value)
+        if isinstance(value, np.timedelta64):
+            # NumPy makes timedelta64 a subclass of np.signedinteger.
+            return self._convert_timedelta(value)
         if isinstance(value, int | np.integer):
             return _convert_int(int(value))
         if isinstance(value, float | np.floating):
@@ -171,7 +174,7 @@ class _Converter:
             return value.isoformat()
         if isinstance(value, np.datetime64):
             return self._convert_datetime64(value)
-        if isinstance(value, timedelta | np.timedelta64):
+        if isinstance(value, timedelta):
             return self._convert_timedelta(value)
 
         if isinstance(value, bytes | bytearray | memoryview):

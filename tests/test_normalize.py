@@ -80,6 +80,8 @@ FORMAT_IDS_CASES = [
     ({"id": 1}, None),  # containers are no ids
     ([1], None),
     (datetime(2024, 1, 1), None),  # nor are datetimes
+    (np.timedelta64(5, "s"), None),  # nor durations, although NumPy makes them integers
+    (np.timedelta64("NaT"), None),
 ]
 
 
@@ -791,6 +793,8 @@ SCALARS = st.one_of(
     st.datetimes(timezones=st.none() | st.timezones()),
     st.dates(),
     st.binary(max_size=8),
+    st.timedeltas(),
+    st.integers(-(10**6), 10**6).map(lambda seconds: np.timedelta64(seconds, "s")),
 )
 VALUES = st.recursive(
     SCALARS,

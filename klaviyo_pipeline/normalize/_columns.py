@@ -50,13 +50,16 @@ def plain_column(values: pd.Series) -> pd.Series:
 
 @cache
 def _kind_of_type(value_type: type) -> Kind:
-    # The order matters: bool is an int subclass, and pd.NaT's type is a datetime subclass.
+    # The order matters: bool is an int subclass, np.timedelta64 an np.integer subclass, and
+    # pd.NaT's type a datetime subclass.
     if value_type in (type(None), type(pd.NA), type(pd.NaT)):
         return Kind.MISSING
     if issubclass(value_type, bool | np.bool_):
         return Kind.BOOL
     if issubclass(value_type, str):
         return Kind.STRING
+    if issubclass(value_type, np.timedelta64):
+        return Kind.OTHER
     if issubclass(value_type, int | np.integer):
         return Kind.INTEGER
     if issubclass(value_type, float | np.floating):
@@ -76,8 +79,8 @@ def _object_kinds(elements: np.ndarray) -> np.ndarray:
     kind_of_code = np.array([_kind_of_type(value_type) for value_type in unique_types], np.int8)
     kinds = kind_of_code[codes] if len(elements) else np.empty(0, np.int8)
 
-    # pd.isna raises decimal.InvalidOperation on a signaling Decimal NaN, so Decimals are
-    # checked with is_nan() and kept away from pd.isna.
+    # In pandas 3.1, pd.isna raises decimal.InvalidOperation on a signaling Decimal NaN, so
+    # Decimals are checked with is_nan() and kept away from pd.isna.
     decimal_positions = np.flatnonzero(kinds == Kind.DECIMAL)
     decimal_nan = np.array([elements[i].is_nan() for i in decimal_positions], dtype=bool)
     kinds[decimal_positions[decimal_nan]] = Kind.MISSING
@@ -124,8 +127,8 @@ def map_unique(elements: np.ndarray, function: Callable[[Any], Any]) -> np.ndarr
 def unique_strings(strings: np.ndarray) -> tuple[np.ndarray, pd.Series]:
     """Factorize strings into codes and an object Series of the distinct strings.
 
-    The Series has object dtype so that `.str` methods use Python's `re`, whose `\\s` and
-    case rules are the same for every pandas string storage.
+    The Series has object dtype so that `.str` methods use Python's `re`, with its Unicode
+    `\\s`, whatever the storage of the input column.
     """
     codes, uniques = pd.factorize(np.asarray(strings, dtype=object))
     return codes, pd.Series(uniques, dtype=object)
@@ -137,5 +140,5 @@ def empty_reasons(count: int) -> np.ndarray:
 
 
 def object_series(elements: np.ndarray, index: pd.Index) -> pd.Series:
-    """Wrap an object array of values or reasons, with None for none, in a Series on `index`."""
+    """Wrap an object array of values or reasons (None where there is none) in a Series."""
     return pd.Series(elements, index=index, dtype=object)
