@@ -14,8 +14,9 @@ from klaviyo_pipeline.local_klaviyo.http_server import LocalKlaviyoHTTPServer
 logger = logging.getLogger(__name__)
 
 LOOPBACK_HOST = "127.0.0.1"
-# serve_forever checks for a stop request this often, in seconds.
-_POLL_INTERVAL_SECONDS = 0.05
+# serve_forever checks for a stop request this often, in seconds, so stop() returns within
+# about this time. Tests start and stop a server per test, which makes this matter.
+_POLL_INTERVAL_SECONDS = 0.01
 
 
 class LocalKlaviyoServer:
