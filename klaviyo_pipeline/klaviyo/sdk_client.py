@@ -170,7 +170,10 @@ def transport_error(endpoint: str, error: Exception) -> KlaviyoTransportError:
     cause: Exception = error
     if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
         cause = error.reason
-    if isinstance(cause, urllib3.exceptions.TimeoutError | TimeoutError):
+    # urllib3 2.x derives NewConnectionError from ConnectTimeoutError, so test it first.
+    if isinstance(cause, urllib3.exceptions.NewConnectionError | ConnectionError):
+        kind = "connection"
+    elif isinstance(cause, urllib3.exceptions.TimeoutError | TimeoutError):
         kind = "timeout"
     elif isinstance(cause, urllib3.exceptions.ProtocolError | http.client.HTTPException):
         kind = "protocol"

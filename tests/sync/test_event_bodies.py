@@ -1,0 +1,278 @@
+"""Tests of bulk event bodies: shape, grouping by profile, count and byte limits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from openapi_client.api_client import ApiClient
+from openapi_client.models.events_bulk_create_job import EventsBulkCreateJob
+
+from klaviyo_pipeline import settings
+from klaviyo_pipeline.sync.event_bodies import (
+    build_event_body,
+    build_event_payloads,
+    map_event_pointer,
+    order_by_profile,
+    plan_event_batches,
+)
+from tests.sync.records import event_frame, event_row, events
+
+
+def sdk_serialized(body: dict) -> str:
+    """Return the body as the SDK 25.0.0 writes it on the wire."""
+    model = EventsBulkCreateJob.model_validate(body)
+    return json.dumps(ApiClient().sanitize_for_serialization(model))
+
+
+def test_body_shape_groups_by_profile():
+    frame = event_frame(
+        [
+            event_row(1, email="a@example.com", unique_id="u1", value=19.5, value_currency="USD"),
+            event_row(2, email="b@example.com", unique_id="u2"),
+            event_row(3, email="a@example.com", unique_id="u3", profile_key="email:a@example.com"),
+        ]
+    )
+    payloads = build_event_payloads(frame, backfill=True)
+    positions = order_by_profile([0, 1, 2], payloads.groups)
+    body = build_event_body(positions, payloads)
+
+    assert body.items == [[0, 2], [1]]
+    items = body.body["data"]["attributes"]["events-bulk-create"]["data"]
+    assert body.body["data"]["type"] == "event-bulk-create-job"
+    assert items[0]["type"] == "event-bulk-create"
+    assert items[0]["attributes"]["backfill"] is True
+    assert items[0]["attributes"]["profile"]["data"] == {
+        "type": "profile",
+        "attributes": {"email": "a@example.com"},
+    }
+    first_event = items[0]["attributes"]["events"]["data"][0]["attributes"]
+    assert first_event["unique_id"] == "u1"
+    assert first_event["value"] == 19.5
+    assert first_event["value_currency"] == "USD"
+    assert first_event["backfill"] is True
+    assert first_event["metric"] == {
+        "data": {"type": "metric", "attributes": {"name": "Placed Order"}}
+    }
+    assert first_event["properties"] == {"OrderId": "1"}
+
+
+def test_body_omits_absent_fields():
+    frame = event_frame([event_row(1, email="a@example.com")])
+    payloads = build_event_payloads(frame, backfill=False)
+    body = build_event_body([0], payloads).body
+    text = json.dumps(body)
+
+    assert "null" not in text
+    assert "NaN" not in text
+    event = body["data"]["attributes"]["events-bulk-create"]["data"][0]["attributes"]
+    assert "value" not in event["events"]["data"][0]["attributes"]
+    assert "value_currency" not in event["events"]["data"][0]["attributes"]
+    assert event["profile"]["data"]["attributes"] == {"email": "a@example.com"}
+
+
+def test_profile_properties_go_into_profile():
+    frame = event_frame([event_row(1, profile_properties={"tier": "gold"})])
+    body = build_event_body([0], build_event_payloads(frame, backfill=False)).body
+    profile = body["data"]["attributes"]["events-bulk-create"]["data"][0]["attributes"]["profile"]
+
+    assert profile["data"]["attributes"]["properties"] == {"tier": "gold"}
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ("2024-05-01T12:00:00Z", "2024-05-01T12:00:00+00:00"),
+        ("2024-05-01T12:00:00.123+02:00", "2024-05-01T12:00:00.123000+02:00"),
+        ("2024-05-01T12:00:00+00:00", "2024-05-01T12:00:00+00:00"),
+    ],
+)
+def test_time_in_sdk_form(given, sent):
+    frame = event_frame([event_row(1, time=given)])
+    body = build_event_body([0], build_event_payloads(frame, backfill=False)).body
+    event = body["data"]["attributes"]["events-bulk-create"]["data"][0]["attributes"]["events"]
+
+    assert event["data"][0]["attributes"]["time"] == sent
+
+
+def test_time_without_offset_is_payload_error():
+    frame = event_frame([event_row(1, time="2024-05-01T12:00:00")])
+    payloads = build_event_payloads(frame, backfill=False)
+
+    assert [error.position for error in payloads.errors] == [0]
+    assert payloads.errors[0].reason == "time_invalid"
+
+
+def test_invalid_properties_json_is_payload_error():
+    frame = event_frame([event_row(1)])
+    frame.loc[0, "properties"] = '{"a": NaN}'
+    payloads = build_event_payloads(frame, backfill=False)
+
+    assert [error.reason for error in payloads.errors] == ["mapping_failed"]
+
+
+def test_planned_size_equals_sdk_bytes():
+    rows = []
+    for i in range(40):
+        rows.append(
+            event_row(
+                i,
+                email=f"user{i % 7}@example.com",
+                profile_key=f"email:user{i % 7}@example.com",
+                properties={"Name": "Socke é ✓", "Items": [{"SKU": i, "Price": i * 1.5}]},
+                value=float(i) + 0.25,
+                value_currency="EUR",
+                time="2024-05-01T12:00:00.5Z",
+            )
+        )
+    payloads = build_event_payloads(event_frame(rows), backfill=False)
+    positions = order_by_profile(list(range(40)), payloads.groups)
+    batches, too_large = plan_event_batches(positions, payloads, 1000, 10**9)
+    body = build_event_body(batches[0], payloads).body
+
+    assert too_large == []
+    assert len(batches) == 1
+    assert len(sdk_serialized(body)) == len(json.dumps(body))
+
+
+def test_count_limit_splits_batches():
+    frame = events(2500)
+    payloads = build_event_payloads(frame, backfill=False)
+    positions = order_by_profile(list(range(2500)), payloads.groups)
+    batches, _ = plan_event_batches(positions, payloads, 1000, settings.MAX_PAYLOAD_BYTES)
+
+    assert [len(batch) for batch in batches] == [1000, 1000, 500]
+    assert sorted(p for batch in batches for p in batch) == list(range(2500))
+
+
+def test_byte_limit_splits_batches():
+    # 60 events of about 90 KB each: about 5.4 MB in total, so two requests.
+    big = "x" * 90_000
+    rows = [event_row(i, properties={"Html": big}) for i in range(60)]
+    payloads = build_event_payloads(event_frame(rows), backfill=False)
+    positions = order_by_profile(list(range(60)), payloads.groups)
+    batches, too_large = plan_event_batches(positions, payloads, 1000, settings.MAX_PAYLOAD_BYTES)
+
+    assert too_large == []
+    assert len(batches) == 2
+    for batch in batches:
+        body = build_event_body(batch, payloads).body
+        assert len(json.dumps(body).encode("utf-8")) <= settings.MAX_PAYLOAD_BYTES
+    first = build_event_body(batches[0], payloads).body
+    assert len(json.dumps(first)) + 90_200 > settings.MAX_PAYLOAD_BYTES
+
+
+def test_byte_limit_is_exact_at_boundary():
+    rows = [event_row(i, properties={"Html": "y" * (1000 + i)}) for i in range(30)]
+    payloads = build_event_payloads(event_frame(rows), backfill=False)
+    positions = order_by_profile(list(range(30)), payloads.groups)
+    whole = build_event_body(positions, payloads).body
+    limit = len(json.dumps(whole)) - 1
+    batches, _ = plan_event_batches(positions, payloads, 1000, limit)
+
+    assert len(batches) == 2
+    for batch in batches:
+        assert len(json.dumps(build_event_body(batch, payloads).body)) <= limit
+    batches_at_size, _ = plan_event_batches(positions, payloads, 1000, limit + 1)
+    assert len(batches_at_size) == 1
+
+
+def test_one_profile_split_across_batches():
+    rows = [
+        event_row(i, email="a@example.com", profile_key="k", unique_id=f"u{i}") for i in range(5)
+    ]
+    payloads = build_event_payloads(event_frame(rows), backfill=False)
+    batches, _ = plan_event_batches(list(range(5)), payloads, 2, settings.MAX_PAYLOAD_BYTES)
+
+    assert batches == [[0, 1], [2, 3], [4]]
+    items = build_event_body(batches[0], payloads).items
+    assert items == [[0, 1]]
+
+
+def test_oversized_event_is_reported():
+    rows = [event_row(0), event_row(1, properties={"Html": "z" * 200_000})]
+    payloads = build_event_payloads(event_frame(rows), backfill=False)
+    batches, too_large = plan_event_batches([0, 1], payloads, 1000, 100_000)
+
+    assert too_large == [1]
+    assert batches == [[0]]
+
+
+def test_different_profile_properties_separate_items():
+    rows = [
+        event_row(1, email="a@example.com", profile_key="k", unique_id="1"),
+        event_row(
+            2,
+            email="a@example.com",
+            profile_key="k",
+            unique_id="2",
+            profile_properties={"tier": "gold"},
+        ),
+    ]
+    payloads = build_event_payloads(event_frame(rows), backfill=False)
+    body = build_event_body([0, 1], payloads)
+
+    assert body.items == [[0], [1]]
+
+
+POINTER_CASES = [
+    # One event of the second item.
+    (
+        "/data/attributes/events-bulk-create/data/1/attributes/events/data/0/attributes/time",
+        [3],
+        True,
+    ),
+    # The second event of the first item.
+    (
+        "/data/attributes/events-bulk-create/data/0/attributes/events/data/1/attributes/unique_id",
+        [1],
+        True,
+    ),
+    # The profile of the first item: all its events are invalid.
+    (
+        "/data/attributes/events-bulk-create/data/0/attributes/profile/data/attributes/email",
+        [0, 1, 2],
+        True,
+    ),
+    # The second item has one event, so the item pointer names it.
+    ("/data/attributes/events-bulk-create/data/1", [3], True),
+    # The first item has three events: the item pointer is inexact.
+    ("/data/attributes/events-bulk-create/data/0", [0, 1, 2], False),
+    ("/data/attributes/events-bulk-create/data/0/attributes/events", [0, 1, 2], False),
+]
+
+
+@pytest.mark.parametrize(("pointer", "positions", "exact"), POINTER_CASES)
+def test_event_pointer_mapping(pointer, positions, exact):
+    rows = [
+        event_row(i, email="a@example.com", profile_key="k", unique_id=f"u{i}") for i in range(3)
+    ]
+    rows.append(event_row(3, email="b@example.com"))
+    payloads = build_event_payloads(event_frame(rows), backfill=False)
+    body = build_event_body([0, 1, 2, 3], payloads)
+    target = map_event_pointer(pointer, body)
+
+    assert target is not None
+    assert target.positions == positions
+    assert target.exact is exact
+
+
+@pytest.mark.parametrize(
+    "pointer",
+    [
+        None,
+        "",
+        "/data",
+        "/data/attributes",
+        "/data/attributes/events-bulk-create/data/9",
+        "/data/attributes/events-bulk-create/data/1/attributes/events/data/5",
+        "/data/attributes/events-bulk-create/data/x",
+        "data/attributes/events-bulk-create/data/0",
+    ],
+)
+def test_unmappable_event_pointers(pointer):
+    rows = [event_row(0), event_row(1)]
+    payloads = build_event_payloads(event_frame(rows), backfill=False)
+    body = build_event_body([0, 1], payloads)
+
+    assert map_event_pointer(pointer, body) is None
