@@ -27,9 +27,8 @@ def metric_counts(outcomes: pd.DataFrame) -> dict[str, dict[str, int]]:
 
 
 def reason_counts(outcomes: pd.DataFrame) -> dict[str, int]:
-    """Count `status: reason` pairs other than plain sends."""
-    settled = outcomes[outcomes["status"] != "sent"]
-    pairs = settled["status"].astype(str) + ": " + settled["reason"].astype(str)
+    """Count `status: reason` pairs, such as `sent: already_sent` or `skipped: no_identifier`."""
+    pairs = outcomes["status"].astype(str) + ": " + outcomes["reason"].astype(str)
     return {key: int(value) for key, value in pairs.value_counts().sort_index().items()}
 
 

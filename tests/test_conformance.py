@@ -21,6 +21,8 @@ ALLOWED = {
     ("B-ecommerce", 9): ("phones go to E.164: the vector's phone is already E.164", set()),
     ("B-ecommerce", 10): ("NULL columns are omitted instead of dropping the whole data object",
                           {"properties"}),
+    ("E-custom-settings", 1): ("a configured uniqueId that resolves to nothing rejects the row",
+                               {"not sent"}),
     ("D-sdk-errors", 1): ("event and profile syncs are separate: a failed upsert does not hold the "
                           "event back", {"sent"}),
     ("G-missing-apikey", 0): ("without an API key the sync is a dry run; mapping still runs", {"sent"}),

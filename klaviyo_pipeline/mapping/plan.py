@@ -9,7 +9,14 @@ from collections.abc import Callable
 from typing import Any
 
 from klaviyo_pipeline.mapping.frame import EventFrame
-from klaviyo_pipeline.mapping.values import UNDEFINED, cast_to_property, get_mapping_value, is_property
+from klaviyo_pipeline.mapping.values import (
+    UNDEFINED,
+    cast_to_property,
+    evaluate_mapping,
+    finalize,
+    is_property,
+    uses_set,
+)
 
 ColumnFunction = Callable[[EventFrame], list[Any]]
 
@@ -17,13 +24,27 @@ _ROW_KEYS = frozenset({"fn", "condition", "validate", "loop", "consent"})
 
 
 def compile_value(mapping: Any) -> ColumnFunction:
-    """Return a function that evaluates `mapping` for every row of an EventFrame."""
+    """Return a function that evaluates `mapping` for every row of an EventFrame.
+
+    Its results equal `get_mapping_value` on each row's event dict.
+    """
+    function = _compile(mapping)
+    if not uses_set(mapping):
+        return function
+
+    def evaluate(frame: EventFrame) -> list[Any]:
+        return [finalize(value) for value in function(frame)]
+
+    return evaluate
+
+
+def _compile(mapping: Any) -> ColumnFunction:
     if mapping is None:
         return _undefined
     if isinstance(mapping, str):
         return _compile_key(mapping, UNDEFINED)
     if isinstance(mapping, list):
-        return _compile_alternatives([compile_value(item) for item in mapping])
+        return _compile_alternatives([_compile(item) for item in mapping])
     if not isinstance(mapping, dict) or not mapping:
         return _undefined
     if _ROW_KEYS & set(mapping):
@@ -33,7 +54,7 @@ def compile_value(mapping: Any) -> ColumnFunction:
     if "map" in mapping:
         return _compile_map(mapping["map"])
     if "set" in mapping:
-        return _compile_set([compile_value(item) for item in mapping["set"]])
+        return _compile_set([_compile(item) for item in mapping["set"]])
     if "key" in mapping:
         return _compile_key(mapping["key"], static)
     return _compile_static(static)
@@ -85,7 +106,7 @@ def _compile_alternatives(functions: list[ColumnFunction]) -> ColumnFunction:
 
 def _compile_map(mapping: dict[str, Any]) -> ColumnFunction:
     keys = list(mapping)
-    functions = [compile_value(mapping[key]) for key in keys]
+    functions = [_compile(mapping[key]) for key in keys]
 
     def evaluate(frame: EventFrame) -> list[Any]:
         if not keys:
@@ -104,10 +125,7 @@ def _compile_set(functions: list[ColumnFunction]) -> ColumnFunction:
         if not functions:
             return [[] for _ in range(frame.size)]
         columns = [function(frame) for function in functions]
-        return [
-            [None if value is UNDEFINED else value for value in row]
-            for row in zip(*columns, strict=True)
-        ]
+        return [list(row) for row in zip(*columns, strict=True)]
 
     return evaluate
 
@@ -115,6 +133,6 @@ def _compile_set(functions: list[ColumnFunction]) -> ColumnFunction:
 def _compile_row(mapping: dict[str, Any]) -> ColumnFunction:
     def evaluate(frame: EventFrame) -> list[Any]:
         context = frame.context
-        return [get_mapping_value(event, mapping, context) for event in frame.events]
+        return [evaluate_mapping(event, mapping, context) for event in frame.events]
 
     return evaluate

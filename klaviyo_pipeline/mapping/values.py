@@ -127,7 +127,35 @@ def granted(required: Mapping[str, Any] | None, state: Mapping[str, Any] | None)
 def get_mapping_value(
     value: Any, mapping: Any, context: Mapping[str, Any] | None = None
 ) -> Any:
-    """Evaluate a walkerOS mapping value (string, value config or list of alternatives)."""
+    """Evaluate a walkerOS mapping value (string, value config or list of alternatives).
+
+    Unresolved `set` entries come back as None, which JSON writes as null.
+    """
+    return finalize(evaluate_mapping(value, mapping, context))
+
+
+def finalize(value: Any) -> Any:
+    """Replace UNDEFINED entries that `set` left in lists with None."""
+    if isinstance(value, list):
+        return [None if item is UNDEFINED else finalize(item) for item in value]
+    if isinstance(value, dict):
+        return {key: finalize(item) for key, item in value.items()}
+    return value
+
+
+def uses_set(mapping: Any) -> bool:
+    """Return whether a mapping contains a `set` anywhere, so its result needs `finalize`."""
+    if isinstance(mapping, dict):
+        return "set" in mapping or any(uses_set(item) for item in mapping.values())
+    if isinstance(mapping, list):
+        return any(uses_set(item) for item in mapping)
+    return False
+
+
+def evaluate_mapping(
+    value: Any, mapping: Any, context: Mapping[str, Any] | None = None
+) -> Any:
+    """Evaluate a mapping value, keeping UNDEFINED entries of `set` lists."""
     if value is UNDEFINED or mapping is None:
         return UNDEFINED
     context = context or {}
@@ -147,7 +175,7 @@ def _process_value(value: Any, alternative: Any, context: Mapping[str, Any]) -> 
     if isinstance(alternative, str):
         alternative = {"key": alternative}
     if isinstance(alternative, list):
-        return get_mapping_value(value, alternative, context)
+        return evaluate_mapping(value, alternative, context)
     if not isinstance(alternative, dict) or not alternative:
         return UNDEFINED
 
@@ -171,7 +199,7 @@ def _process_value(value: Any, alternative: Any, context: Mapping[str, Any]) -> 
     elif "map" in alternative:
         result = _map(value, alternative["map"], context)
     elif "set" in alternative:
-        result = [get_mapping_value(value, item, context) for item in alternative["set"]]
+        result = [evaluate_mapping(value, item, context) for item in alternative["set"]]
 
     validate = alternative.get("validate")
     if validate is not None and not _call(validate, result, context):
@@ -180,25 +208,22 @@ def _process_value(value: Any, alternative: Any, context: Mapping[str, Any]) -> 
     cast = cast_to_property(result)
     if cast is UNDEFINED:
         cast = cast_to_property(static)
-    if isinstance(cast, list):
-        # A `set` keeps unresolved entries, which JSON writes as null.
-        cast = [None if item is UNDEFINED else item for item in cast]
     return cast
 
 
 def _loop(value: Any, current: Any, loop: Any, context: Mapping[str, Any]) -> Any:
     scope, item_mapping = loop
-    items = [value] if scope == "this" else get_mapping_value(value, scope, context)
+    items = [value] if scope == "this" else evaluate_mapping(value, scope, context)
     if not isinstance(items, list):
         return current
-    results = (get_mapping_value(item, item_mapping, context) for item in items)
+    results = (evaluate_mapping(item, item_mapping, context) for item in items)
     return [item for item in results if item is not UNDEFINED]
 
 
 def _map(value: Any, mapping: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
     result = {}
     for key, item_mapping in mapping.items():
-        item = get_mapping_value(value, item_mapping, context)
+        item = evaluate_mapping(value, item_mapping, context)
         if item is not UNDEFINED:
             result[key] = item
     return result
