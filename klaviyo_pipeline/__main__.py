@@ -1,7 +1,7 @@
 """Command line: validate a config, or sync one partition without starting the Dagster UI.
 
-    python -m klaviyo_pipeline validate [--config PATH]
-    python -m klaviyo_pipeline run --partition 2019-10-01 [--config PATH] [--local-klaviyo]
+python -m klaviyo_pipeline validate [--config PATH]
+python -m klaviyo_pipeline run --partition 2019-10-01 [--config PATH] [--local-klaviyo]
 """
 
 import argparse
@@ -18,14 +18,20 @@ LOCAL_API_KEY = "pk_local_example_key"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m klaviyo_pipeline", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m klaviyo_pipeline", description=__doc__.splitlines()[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     validate = commands.add_parser("validate", help="check the config file and exit")
-    validate.add_argument("--config", help=f"config file (default: ${CONFIG_ENV_VAR} or the bundled example)")
+    validate.add_argument(
+        "--config", help=f"config file (default: ${CONFIG_ENV_VAR} or the bundled example)"
+    )
 
     run = commands.add_parser("run", help="materialize every asset of one partition")
-    run.add_argument("--config", help=f"config file (default: ${CONFIG_ENV_VAR} or the bundled example)")
+    run.add_argument(
+        "--config", help=f"config file (default: ${CONFIG_ENV_VAR} or the bundled example)"
+    )
     run.add_argument("--partition", required=True, help="partition day, YYYY-MM-DD")
     run.add_argument(
         "--local-klaviyo",
@@ -50,7 +56,9 @@ def _local_klaviyo(enabled: bool, output: Path) -> Iterator[object | None]:
             yield server
         finally:
             output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(json.dumps({"events": server.events(), "profiles": server.profiles()}, indent=1))
+            output.write_text(
+                json.dumps({"events": server.events(), "profiles": server.profiles()}, indent=1)
+            )
             print(f"Events and profiles stored by the local Klaviyo server: {output}")
 
 
@@ -71,7 +79,9 @@ def _run(config_path: str | None, partition: str, local: bool) -> int:
         config = config.model_copy(update={"sync": sync})
     with _local_klaviyo(local, output):
         definitions = build_definitions(config)
-        instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+        instance = (
+            DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+        )
         result = materialize(
             list(definitions.assets or []),
             partition_key=partition,
@@ -80,7 +90,9 @@ def _run(config_path: str | None, partition: str, local: bool) -> int:
             raise_on_error=False,
         )
         _print_summary(result, partition)
-        print(f"Sync log: {resolve_path(config, config.sync.state_database)} (DuckDB, table sync_log)")
+        print(
+            f"Sync log: {resolve_path(config, config.sync.state_database)} (DuckDB, table sync_log)"
+        )
     return 0 if result.success else 1
 
 
@@ -92,10 +104,18 @@ def _print_summary(result: object, partition: str) -> None:
             continue
         metadata = {key: value.value for key, value in materialization.metadata.items()}
         print(f"\n{name} [{partition}]: {metadata.get('rows_read', 0):,} rows read")
-        print("  " + ", ".join(f"{state} {metadata.get(f'rows_{state}', 0):,}" for state in
-                               ("sent", "rejected", "skipped", "deduplicated", "failed")))
+        print(
+            "  "
+            + ", ".join(
+                f"{state} {metadata.get(f'rows_{state}', 0):,}"
+                for state in ("sent", "rejected", "skipped", "deduplicated", "failed")
+            )
+        )
         for metric, counts in (metadata.get("metrics") or {}).items():
-            print(f"  {metric}: " + ", ".join(f"{status} {count:,}" for status, count in counts.items()))
+            print(
+                f"  {metric}: "
+                + ", ".join(f"{status} {count:,}" for status, count in counts.items())
+            )
         if metadata.get("dry_run"):
             print("  dry run: nothing was sent (no API key is set)")
     if not result.success:  # type: ignore[attr-defined]
@@ -108,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "validate":
             config = load_config(args.config)
-            print(f"Config is valid: source {config.source.kind}, partitions from {config.partitions.start}")
+            print(
+                f"Config is valid: source {config.source.kind}, "
+                f"partitions from {config.partitions.start}"
+            )
             return 0
         return _run(args.config, args.partition, args.local_klaviyo)
     except ConfigError as error:

@@ -27,7 +27,16 @@ from klaviyo_pipeline.sync_run import SyncOutcome, run_event_sync, run_profile_s
 
 GROUP = "klaviyo"
 KLAVIYO_POOL = "klaviyo_api"
-EVENT_PREVIEW = ["metric", "email", "phone_number", "external_id", "unique_id", "time", "value", "value_currency"]
+EVENT_PREVIEW = [
+    "metric",
+    "email",
+    "phone_number",
+    "external_id",
+    "unique_id",
+    "time",
+    "value",
+    "value_currency",
+]
 PROFILE_PREVIEW = ["email", "phone_number", "external_id", "attributes"]
 
 
@@ -36,10 +45,14 @@ def is_backfill(config: PipelineConfig, partition_key: str, today: date | None =
     if config.sync.backfill_after_days is None:
         return False
     today = today or datetime.now(UTC).date()
-    return date.fromisoformat(partition_key) < today - timedelta(days=config.sync.backfill_after_days)
+    return date.fromisoformat(partition_key) < today - timedelta(
+        days=config.sync.backfill_after_days
+    )
 
 
-def _sync_metadata(outcome: SyncOutcome, records: pd.DataFrame, preview: list[str]) -> dict[str, Any]:
+def _sync_metadata(
+    outcome: SyncOutcome, records: pd.DataFrame, preview: list[str]
+) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "dagster/row_count": outcome.rows_read,
         "rows_read": outcome.rows_read,
@@ -69,25 +82,43 @@ def build_assets(config: PipelineConfig) -> list[Any]:
     def source_events(context: AssetExecutionContext) -> Output[pd.DataFrame]:
         """Rows of the partition as the source exports them."""
         rows = pipeline.read_source_events(config, context.partition_key, logger=context.log)
-        context.log.info(f"Read {len(rows):,} rows for {context.partition_key} from {config.source.kind}")
-        return Output(rows, metadata={"dagster/row_count": len(rows), "columns": ", ".join(map(str, rows.columns))})
+        context.log.info(
+            f"Read {len(rows):,} rows for {context.partition_key} from {config.source.kind}"
+        )
+        return Output(
+            rows,
+            metadata={"dagster/row_count": len(rows), "columns": ", ".join(map(str, rows.columns))},
+        )
 
     @asset(group_name=GROUP, partitions_def=partitions_def)
-    def normalized_events(context: AssetExecutionContext, source_events: pd.DataFrame) -> Output[pd.DataFrame]:
+    def normalized_events(
+        context: AssetExecutionContext, source_events: pd.DataFrame
+    ) -> Output[pd.DataFrame]:
         """Events with canonical columns, UTC times and rule lookup names."""
         events = pipeline.normalize_partition(config, context.partition_key, source_events)
         rejected = int(events["reject_reason"].notna().sum()) if len(events) else 0
-        context.log.info(f"Normalized {len(events):,} events for {context.partition_key}; {rejected:,} cannot be sent")
-        return Output(events, metadata={"dagster/row_count": len(events), "rows_unsendable": rejected})
+        context.log.info(
+            f"Normalized {len(events):,} events for {context.partition_key}; "
+            f"{rejected:,} cannot be sent"
+        )
+        return Output(
+            events, metadata={"dagster/row_count": len(events), "rows_unsendable": rejected}
+        )
 
     @multi_asset(
         group_name=GROUP,
         partitions_def=partitions_def,
         ins={"normalized_events": AssetIn()},
         outs={
-            "klaviyo_event_records": AssetOut(description="Klaviyo events to send, one row per event."),
-            "klaviyo_profile_records": AssetOut(description="Klaviyo profile upserts, one row per profile."),
-            "rejected_rows": AssetOut(description="Rows settled before sending, with status and reason."),
+            "klaviyo_event_records": AssetOut(
+                description="Klaviyo events to send, one row per event."
+            ),
+            "klaviyo_profile_records": AssetOut(
+                description="Klaviyo profile upserts, one row per profile."
+            ),
+            "rejected_rows": AssetOut(
+                description="Rows settled before sending, with status and reason."
+            ),
         },
     )
     def klaviyo_records(context: AssetExecutionContext, normalized_events: pd.DataFrame):
@@ -95,36 +126,62 @@ def build_assets(config: PipelineConfig) -> list[Any]:
         mapped = pipeline.map_partition(config, context.partition_key, normalized_events)
         for name, count in sorted(mapped.warnings.items()):
             if count:
-                context.log.warning(f"{count:,} rows of {context.partition_key}: {name.replace('_', ' ')}")
+                context.log.warning(
+                    f"{count:,} rows of {context.partition_key}: {name.replace('_', ' ')}"
+                )
         context.log.info(
-            f"Mapped {mapped.rows_read:,} rows of {context.partition_key} into {len(mapped.events):,} events, "
+            f"Mapped {mapped.rows_read:,} rows of {context.partition_key} into "
+            f"{len(mapped.events):,} events, "
             f"{len(mapped.profiles):,} profiles and {len(mapped.outcomes):,} settled rows"
         )
         outcomes = mapped.outcomes
         outcomes.attrs["rows_read"] = mapped.rows_read
-        yield Output(mapped.events, "klaviyo_event_records", metadata={
-            "dagster/row_count": len(mapped.events),
-            "preview": MetadataValue.md(report.preview_markdown(mapped.events, EVENT_PREVIEW)),
-        })
-        yield Output(mapped.profiles, "klaviyo_profile_records", metadata={
-            "dagster/row_count": len(mapped.profiles),
-            "preview": MetadataValue.md(report.preview_markdown(mapped.profiles, PROFILE_PREVIEW)),
-        })
-        yield Output(outcomes, "rejected_rows", metadata={
-            "dagster/row_count": len(outcomes),
-            "reasons": MetadataValue.json(report.reason_counts(mapped.outcomes) if len(outcomes) else {}),
-            "warnings": MetadataValue.json(dict(mapped.warnings)),
-        })
+        yield Output(
+            mapped.events,
+            "klaviyo_event_records",
+            metadata={
+                "dagster/row_count": len(mapped.events),
+                "preview": MetadataValue.md(report.preview_markdown(mapped.events, EVENT_PREVIEW)),
+            },
+        )
+        yield Output(
+            mapped.profiles,
+            "klaviyo_profile_records",
+            metadata={
+                "dagster/row_count": len(mapped.profiles),
+                "preview": MetadataValue.md(
+                    report.preview_markdown(mapped.profiles, PROFILE_PREVIEW)
+                ),
+            },
+        )
+        yield Output(
+            outcomes,
+            "rejected_rows",
+            metadata={
+                "dagster/row_count": len(outcomes),
+                "reasons": MetadataValue.json(
+                    report.reason_counts(mapped.outcomes) if len(outcomes) else {}
+                ),
+                "warnings": MetadataValue.json(dict(mapped.warnings)),
+            },
+        )
 
     @asset(
         group_name=GROUP,
         partitions_def=partitions_def,
         pool=KLAVIYO_POOL,
         check_specs=[
-            AssetCheckSpec("rows_reconciled", asset="klaviyo_event_sync", blocking=True,
-                           description="rows read equal the sum of the terminal states"),
-            AssetCheckSpec("rejected_share", asset="klaviyo_event_sync",
-                           description="share of rejected rows is at most sync.max_rejected_share"),
+            AssetCheckSpec(
+                "rows_reconciled",
+                asset="klaviyo_event_sync",
+                blocking=True,
+                description="rows read equal the sum of the terminal states",
+            ),
+            AssetCheckSpec(
+                "rejected_share",
+                asset="klaviyo_event_sync",
+                description="share of rejected rows is at most sync.max_rejected_share",
+            ),
         ],
     )
     def klaviyo_event_sync(
@@ -135,9 +192,15 @@ def build_assets(config: PipelineConfig) -> list[Any]:
     ) -> MaterializeResult:
         """Events of the partition sent to Klaviyo, with one recorded outcome per row."""
         outcome = run_event_sync(
-            config, klaviyo, klaviyo_event_records, rejected_rows,
-            partition=context.partition_key, run_id=context.run_id, state_database=state_database,
-            backfill=is_backfill(config, context.partition_key), logger=context.log,
+            config,
+            klaviyo,
+            klaviyo_event_records,
+            rejected_rows,
+            partition=context.partition_key,
+            run_id=context.run_id,
+            state_database=state_database,
+            backfill=is_backfill(config, context.partition_key),
+            logger=context.log,
         )
         return MaterializeResult(
             metadata=_sync_metadata(outcome, klaviyo_event_records, EVENT_PREVIEW),
@@ -152,8 +215,12 @@ def build_assets(config: PipelineConfig) -> list[Any]:
         partitions_def=partitions_def,
         pool=KLAVIYO_POOL,
         check_specs=[
-            AssetCheckSpec("profiles_reconciled", asset="klaviyo_profile_sync", blocking=True,
-                           description="profile candidates equal the sum of the terminal states"),
+            AssetCheckSpec(
+                "profiles_reconciled",
+                asset="klaviyo_profile_sync",
+                blocking=True,
+                description="profile candidates equal the sum of the terminal states",
+            ),
         ],
     )
     def klaviyo_profile_sync(
@@ -164,8 +231,13 @@ def build_assets(config: PipelineConfig) -> list[Any]:
     ) -> MaterializeResult:
         """Profiles of the partition upserted in Klaviyo through bulk import jobs."""
         outcome = run_profile_sync(
-            config, klaviyo, klaviyo_profile_records, rejected_rows,
-            partition=context.partition_key, run_id=context.run_id, state_database=state_database,
+            config,
+            klaviyo,
+            klaviyo_profile_records,
+            rejected_rows,
+            partition=context.partition_key,
+            run_id=context.run_id,
+            state_database=state_database,
             logger=context.log,
         )
         return MaterializeResult(
@@ -173,7 +245,13 @@ def build_assets(config: PipelineConfig) -> list[Any]:
             check_results=[_reconciled(outcome, "profiles_reconciled")],
         )
 
-    return [source_events, normalized_events, klaviyo_records, klaviyo_event_sync, klaviyo_profile_sync]
+    return [
+        source_events,
+        normalized_events,
+        klaviyo_records,
+        klaviyo_event_sync,
+        klaviyo_profile_sync,
+    ]
 
 
 def _reconciled(outcome: SyncOutcome, name: str) -> AssetCheckResult:
@@ -181,7 +259,11 @@ def _reconciled(outcome: SyncOutcome, name: str) -> AssetCheckResult:
     return AssetCheckResult(
         check_name=name,
         passed=settled == outcome.rows_read,
-        metadata={"rows_read": outcome.rows_read, "settled": settled, "missing": outcome.rows_read - settled},
+        metadata={
+            "rows_read": outcome.rows_read,
+            "settled": settled,
+            "missing": outcome.rows_read - settled,
+        },
     )
 
 
@@ -192,8 +274,10 @@ def _rejected_share(outcome: SyncOutcome, max_share: float) -> AssetCheckResult:
         check_name="rejected_share",
         passed=share <= max_share,
         severity=AssetCheckSeverity.WARN,
-        metadata={"rejected": rejected, "rows_read": outcome.rows_read, "share": round(share, 4),
-                  "max_share": max_share},
+        metadata={
+            "rejected": rejected,
+            "rows_read": outcome.rows_read,
+            "share": round(share, 4),
+            "max_share": max_share,
+        },
     )
-
-

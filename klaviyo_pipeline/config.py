@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from klaviyo_pipeline import settings
 
 CONFIG_ENV_VAR = "KLAVIYO_PIPELINE_CONFIG"
-EXAMPLE_CONFIG = Path(__file__).parent / "examples" / "rees46.yaml"
+EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "rees46" / "config.yaml"
 
 
 class ConfigError(ValueError):
@@ -83,11 +83,15 @@ class SourceConfig(_Strict):
     @model_validator(mode="after")
     def _check_kind_fields(self) -> "SourceConfig":
         if self.kind == "files" and not self.path:
-            raise ValueError("kind 'files' needs 'path', a file or glob such as 'exports/*.parquet'")
+            raise ValueError(
+                "kind 'files' needs 'path', a file or glob such as 'exports/*.parquet'"
+            )
         if self.kind == "duckdb" and not self.database:
             raise ValueError("kind 'duckdb' needs 'database', the path of a DuckDB file")
         if self.kind == "postgres" and not self.dsn:
-            raise ValueError("kind 'postgres' needs 'dsn', for example 'postgresql://127.0.0.1/test'")
+            raise ValueError(
+                "kind 'postgres' needs 'dsn', for example 'postgresql://127.0.0.1/test'"
+            )
         if self.kind in ("duckdb", "postgres") and not (self.table or self.select):
             raise ValueError(f"kind '{self.kind}' needs 'table' or 'select'")
         if self.select and self.columns:
@@ -156,7 +160,8 @@ class SyncConfig(_Strict):
     def _check_event_batch(cls, value: int) -> int:
         if value > settings.MAX_EVENTS_PER_BULK_REQUEST:
             raise ValueError(
-                f"Klaviyo accepts at most {settings.MAX_EVENTS_PER_BULK_REQUEST} events per bulk request"
+                f"Klaviyo accepts at most {settings.MAX_EVENTS_PER_BULK_REQUEST} events "
+                "per bulk request"
             )
         return value
 
@@ -165,7 +170,8 @@ class SyncConfig(_Strict):
     def _check_profile_batch(cls, value: int) -> int:
         if value > settings.MAX_PROFILES_PER_IMPORT_JOB:
             raise ValueError(
-                f"Klaviyo accepts at most {settings.MAX_PROFILES_PER_IMPORT_JOB} profiles per import job"
+                f"Klaviyo accepts at most {settings.MAX_PROFILES_PER_IMPORT_JOB} profiles "
+                "per import job"
             )
         return value
 
@@ -241,7 +247,9 @@ def parse_config(raw: dict[str, Any], base_dir: Path | str = ".") -> PipelineCon
         ConfigError: naming every invalid key path, its value and what is expected.
     """
     if not isinstance(raw, dict):
-        raise ConfigError(f"invalid config: expected a mapping at the top level, got {type(raw).__name__}")
+        raise ConfigError(
+            f"invalid config: expected a mapping at the top level, got {type(raw).__name__}"
+        )
 
     # Imported here because the mapping package validates rules with config errors.
     from klaviyo_pipeline.mapping.validate import validate_destination
@@ -266,7 +274,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
         path = os.environ.get(CONFIG_ENV_VAR) or EXAMPLE_CONFIG
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path} (set {CONFIG_ENV_VAR} to a YAML or JSON file)")
+        raise ConfigError(
+            f"config file not found: {path} (set {CONFIG_ENV_VAR} to a YAML or JSON file)"
+        )
 
     text = path.read_text(encoding="utf-8")
     try:

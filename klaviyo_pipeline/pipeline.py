@@ -28,13 +28,18 @@ def read_source_events(
 
 
 def normalize_partition(
-    config: PipelineConfig, partition_key: str, source_events: pd.DataFrame, now: datetime | None = None
+    config: PipelineConfig,
+    partition_key: str,
+    source_events: pd.DataFrame,
+    now: datetime | None = None,
 ) -> pd.DataFrame:
-    """Normalize one partition's source rows, keeping only rows whose instant is in the partition."""
+    """Normalize one partition's source rows, keeping the rows whose instant is in it."""
     window = partition_window(config, partition_key)
     return normalize_events(
         source_events,
-        time_column=config.source.time_column if config.source.time_column in source_events.columns else "timestamp",
+        time_column=config.source.time_column
+        if config.source.time_column in source_events.columns
+        else "timestamp",
         timestamp_unit=config.source.timestamp_unit,
         source_timezone=config.source.timezone,
         window=(window.start, window.end),
@@ -42,6 +47,8 @@ def normalize_partition(
     )
 
 
-def map_partition(config: PipelineConfig, partition_key: str, events: pd.DataFrame) -> MappedPartition:
+def map_partition(
+    config: PipelineConfig, partition_key: str, events: pd.DataFrame
+) -> MappedPartition:
     """Map normalized events into event records, profile records and settled outcomes."""
     return build_records(events, config, partition_key)

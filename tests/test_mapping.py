@@ -1,4 +1,4 @@
-"""walkerOS mapping semantics: rule lookup, value forms, and column plans equal to per-row evaluation."""
+"""walkerOS mapping semantics: rule lookup, value forms, column plans equal to per-row results."""
 
 import pandas as pd
 import pytest
@@ -127,7 +127,13 @@ def test_null_poisons_object_in_row_mode():
 def _frame(rows):
     flat = []
     for row in rows:
-        flat.append({f"{section}.{key}": value for section, values in row.items() for key, value in values.items()})
+        flat.append(
+            {
+                f"{section}.{key}": value
+                for section, values in row.items()
+                for key, value in values.items()
+            }
+        )
     return EventFrame(pd.DataFrame(flat))
 
 
@@ -145,7 +151,10 @@ scalars = st.one_of(
 )
 rows = st.lists(
     st.fixed_dictionaries(
-        {"data": st.fixed_dictionaries({"a": scalars, "b": scalars}), "user": st.fixed_dictionaries({"id": scalars})}
+        {
+            "data": st.fixed_dictionaries({"a": scalars, "b": scalars}),
+            "user": st.fixed_dictionaries({"id": scalars}),
+        }
     ),
     min_size=1,
     max_size=8,
@@ -155,7 +164,9 @@ mappings = st.recursive(
     lambda inner: st.one_of(
         st.lists(inner, min_size=1, max_size=3),
         st.fixed_dictionaries({"key": st.sampled_from(["data.a", "user.id"]), "value": scalars}),
-        st.fixed_dictionaries({"map": st.dictionaries(st.sampled_from(["X", "Y", "Z"]), inner, max_size=3)}),
+        st.fixed_dictionaries(
+            {"map": st.dictionaries(st.sampled_from(["X", "Y", "Z"]), inner, max_size=3)}
+        ),
         st.fixed_dictionaries({"set": st.lists(inner, max_size=3)}),
         st.fixed_dictionaries({"value": scalars}),
     ),
