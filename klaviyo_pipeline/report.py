@@ -51,6 +51,9 @@ def preview_markdown(records: pd.DataFrame, columns: list[str], rows: int = PREV
     head = records.head(rows)
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     for row in head[shown].itertuples(index=False):
-        cells = [str(_mask_cell(column, value)).replace("|", "\\|") for column, value in zip(shown, row, strict=True)]
+        cells = [
+            str(_mask_cell(column, value)).replace("|", "\\|")
+            for column, value in zip(shown, row, strict=True)
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -32,29 +32,34 @@ class SyncOutcome:
     report: SyncReport | None = None
 
 
-def settled_log_rows(settled: pd.DataFrame, stream: str, partition: str, run_id: str) -> pd.DataFrame:
+def settled_log_rows(
+    settled: pd.DataFrame, stream: str, partition: str, run_id: str
+) -> pd.DataFrame:
     """Return sync log rows for outcomes settled before any request."""
     if settled.empty:
         return pd.DataFrame(columns=INPUT_COLUMNS)
-    rows = pd.DataFrame({
-        "partition": partition,
-        "stream": stream,
-        "record_id": settled["record_id"].astype(str).to_numpy(),
-        "run_id": run_id,
-        "row_id": settled["row_id"].astype("int64").to_numpy(),
-        "unique_id": settled["unique_id"].to_numpy(),
-        "metric": settled["metric"].to_numpy(),
-        "identity": settled["identity"].to_numpy(),
-        "profile_key_hash": None,
-        "content_hash": None,
-        "status": settled["status"].to_numpy(),
-        "reason": settled["reason"].astype(str).to_numpy(),
-        "klaviyo_code": None,
-        "klaviyo_detail": settled["detail"].to_numpy(),
-        "attempts": 0,
-    })
+    rows = pd.DataFrame(
+        {
+            "partition": partition,
+            "stream": stream,
+            "record_id": settled["record_id"].astype(str).to_numpy(),
+            "run_id": run_id,
+            "row_id": settled["row_id"].astype("int64").to_numpy(),
+            "unique_id": settled["unique_id"].to_numpy(),
+            "metric": settled["metric"].to_numpy(),
+            "identity": settled["identity"].to_numpy(),
+            "profile_key_hash": None,
+            "content_hash": None,
+            "status": settled["status"].to_numpy(),
+            "reason": settled["reason"].astype(str).to_numpy(),
+            "klaviyo_code": None,
+            "klaviyo_detail": settled["detail"].to_numpy(),
+            "attempts": 0,
+        }
+    )
     rows["record_key"] = [
-        hash_key(stream, record_id, unique_id) for record_id, unique_id in zip(rows["record_id"], rows["unique_id"], strict=True)
+        hash_key(stream, record_id, unique_id)
+        for record_id, unique_id in zip(rows["record_id"], rows["unique_id"], strict=True)
     ]
     return rows[INPUT_COLUMNS]
 
@@ -81,7 +86,9 @@ def _combine(
         rows_read=rows_read,
         status_counts=report.status_counts(row_outcomes["status"]),
         reason_counts=report.reason_counts(all_outcomes) if len(all_outcomes) else {},
-        metric_counts=report.metric_counts(all_outcomes) if main_only and len(all_outcomes) else None,
+        metric_counts=report.metric_counts(all_outcomes)
+        if main_only and len(all_outcomes)
+        else None,
         requests=sync_report.requests,
         throttled=sync_report.throttles,
         wait_seconds=sync_report.wait_seconds,
@@ -111,9 +118,18 @@ def run_event_sync(
     sync_log.record(settled_log_rows(event_settled, "event", partition, run_id))
     client = klaviyo.get_client(config.sync, log)
     sync_report = sync_events(
-        records, client, config.sync, sync_log, partition=partition, run_id=run_id, backfill=backfill, logger=log
+        records,
+        client,
+        config.sync,
+        sync_log,
+        partition=partition,
+        run_id=run_id,
+        backfill=backfill,
+        logger=log,
     )
-    main_records = int((~records["record_id"].astype(str).str.contains(":")).sum()) if len(records) else 0
+    main_records = (
+        int((~records["record_id"].astype(str).str.contains(":")).sum()) if len(records) else 0
+    )
     rows_read = int(settled.attrs.get("rows_read", main_records + len(event_settled)))
     return _combine(sync_report, event_settled, rows_read, main_only=True, backfill=backfill)
 

@@ -35,7 +35,13 @@ def test_walkeros_flow_file_accepted():
         "destinations": {
             "klaviyo": {
                 "package": "@walkeros/server-destination-klaviyo",
-                "config": {"settings": {"apiKey": "$KLAVIYO_API_KEY", "email": "user.email", "externalId": "user.id"}},
+                "config": {
+                    "settings": {
+                        "apiKey": "$KLAVIYO_API_KEY",
+                        "email": "user.email",
+                        "externalId": "user.id",
+                    }
+                },
             }
         }
     }
@@ -47,17 +53,30 @@ def test_walkeros_flow_file_accepted():
     ("changes", "fragments"),
     [
         # A typo in a setting would silently disable an identifier.
-        ({"destination__settings__externalID": "user.id"}, ["destination.settings.externalID", "unknown setting"]),
+        (
+            {"destination__settings__externalID": "user.id"},
+            ["destination.settings.externalID", "unknown setting"],
+        ),
         # The currency must be an ISO 4217 code.
-        ({"destination__settings__currency": "US$"}, ["destination.settings.currency", "ISO 4217", '"US$"']),
+        (
+            {"destination__settings__currency": "US$"},
+            ["destination.settings.currency", "ISO 4217", '"US$"'],
+        ),
         # JavaScript functions cannot run; a Python callable is needed.
-        ({"destination__settings__email": {"fn": "$code:(e) => e.user.email"}},
-         ["destination.settings.email.fn", "package.module:function"]),
+        (
+            {"destination__settings__email": {"fn": "$code:(e) => e.user.email"}},
+            ["destination.settings.email.fn", "package.module:function"],
+        ),
         # A callable that does not import.
-        ({"destination__settings__email": {"fn": "no_such_module:f"}},
-         ["destination.settings.email.fn", "no_such_module"]),
+        (
+            {"destination__settings__email": {"fn": "no_such_module:f"}},
+            ["destination.settings.email.fn", "no_such_module"],
+        ),
         # An unknown partition timezone.
-        ({"partitions__timezone": "Mars/Olympus"}, ["partitions.timezone", "IANA timezone", "Mars/Olympus"]),
+        (
+            {"partitions__timezone": "Mars/Olympus"},
+            ["partitions.timezone", "IANA timezone", "Mars/Olympus"],
+        ),
         # A batch larger than Klaviyo accepts.
         ({"sync__event_batch_size": 5000}, ["sync.event_batch_size", "1000 events"]),
         # A source kind needs its own fields.
@@ -65,8 +84,10 @@ def test_walkeros_flow_file_accepted():
         # An unknown top-level section.
         ({"sinks": {}}, ["sinks", "Extra inputs are not permitted"]),
         # A rule key that walkerOS does not have.
-        ({"destination__mapping": {"order": {"complete": {"nmae": "Placed Order"}}}},
-         ["destination.mapping.order.complete.nmae", "unknown rule key"]),
+        (
+            {"destination__mapping": {"order": {"complete": {"nmae": "Placed Order"}}}},
+            ["destination.mapping.order.complete.nmae", "unknown rule key"],
+        ),
     ],
 )
 def test_invalid_config_names_path(changes, fragments):

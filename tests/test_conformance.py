@@ -17,19 +17,40 @@ ALLOWED = {
     ("A-defaults", 2): ("numeric user.id becomes the string external_id '12345'", {"sent"}),
     ("A-defaults", 5): ("a time before 2000 is rejected as time_out_of_range", {"not sent"}),
     ("B-ecommerce", 3): ("strict numeric parsing rejects the value '19.90 EUR'", {"not sent"}),
-    ("B-ecommerce", 4): ("a configured uniqueId that resolves to nothing rejects the row", {"not sent"}),
+    ("B-ecommerce", 4): (
+        "a configured uniqueId that resolves to nothing rejects the row",
+        {"not sent"},
+    ),
     ("B-ecommerce", 9): ("phones go to E.164: the vector's phone is already E.164", set()),
-    ("B-ecommerce", 10): ("NULL columns are omitted instead of dropping the whole data object",
-                          {"properties"}),
-    ("E-custom-settings", 1): ("a configured uniqueId that resolves to nothing rejects the row",
-                               {"not sent"}),
-    ("D-sdk-errors", 1): ("event and profile syncs are separate: a failed upsert does not hold the "
-                          "event back", {"sent"}),
-    ("G-missing-apikey", 0): ("without an API key the sync is a dry run; mapping still runs", {"sent"}),
+    ("B-ecommerce", 10): (
+        "NULL columns are omitted instead of dropping the whole data object",
+        {"properties"},
+    ),
+    ("E-custom-settings", 1): (
+        "a configured uniqueId that resolves to nothing rejects the row",
+        {"not sent"},
+    ),
+    ("D-sdk-errors", 1): (
+        "event and profile syncs are separate: a failed upsert does not hold the event back",
+        {"sent"},
+    ),
+    ("G-missing-apikey", 0): (
+        "without an API key the sync is a dry run; mapping still runs",
+        {"sent"},
+    ),
 }
 
-FIELDS = ("metric", "email", "phone_number", "external_id", "properties", "time", "value",
-          "value_currency", "unique_id")
+FIELDS = (
+    "metric",
+    "email",
+    "phone_number",
+    "external_id",
+    "properties",
+    "time",
+    "value",
+    "value_currency",
+    "unique_id",
+)
 
 
 def _expected_events() -> dict[tuple[str, int], dict[str, Any]]:
@@ -115,5 +136,7 @@ def test_every_event_matches_or_is_allowed():
 
 def test_conformance_vectors_are_read():
     expected = _expected_events()
-    assert len(expected) == sum(1 for line in load_calls() if line.get("method") == "eventsApi.createEvent")
+    assert len(expected) == sum(
+        1 for line in load_calls() if line.get("method") == "eventsApi.createEvent"
+    )
     assert len(expected) > 0

@@ -65,7 +65,9 @@ def test_example_partition_syncs_every_row(config, local_env):
     assert metadata["metrics"]["Placed Order"] == {"sent": 10}
     assert len(stored) == metadata["rows_sent"]
     assert Counter(event["metric"] for event in stored) == {
-        "Viewed Product": 987, "Added to Cart": 3, "Placed Order": 10,
+        "Viewed Product": 987,
+        "Added to Cart": 3,
+        "Placed Order": 10,
     }
     assert all(event["backfill"] is True for event in stored)
 
@@ -84,7 +86,10 @@ def test_rerun_sends_nothing_twice(config, local_env):
     _materialize(config, instance)
     second = _materialize(config, instance)
     metadata = _sync_metadata(second, "klaviyo_event_sync")
-    keys = [(json.dumps(e["profile"], sort_keys=True), e["metric"], e["unique_id"]) for e in local_env.events()]
+    keys = [
+        (json.dumps(e["profile"], sort_keys=True), e["metric"], e["unique_id"])
+        for e in local_env.events()
+    ]
 
     assert second.success
     assert metadata["rows_sent"] == 1000
