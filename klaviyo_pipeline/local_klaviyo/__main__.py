@@ -25,13 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the Klaviyo API endpoints that the sync uses on 127.0.0.1.",
     )
     parser.add_argument(
-        "--port", type=int, default=0, help="TCP port on 127.0.0.1; 0 (default) picks a free one"
+        "--port", type=int, default=0, help="TCP port on 127.0.0.1, or 0 (default) for a free one"
     )
     parser.add_argument(
         "--time-scale",
         type=float,
         default=1.0,
-        help="speed-up of rate-limit windows; 60 runs a 60 s window in 1 s (default 1)",
+        help="speed-up factor of the rate-limit windows: 60 runs a 60 s window in 1 s (default 1)",
     )
     parser.add_argument(
         "--no-rate-limits", action="store_true", help="do not enforce Klaviyo's rate limits"
@@ -40,13 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--job-steps",
         type=int,
         default=2,
-        help="job reads until a bulk import job is complete; 0 completes it at once (default 2)",
+        help="number of job reads until a bulk import job is complete, 0 for at once (default 2)",
     )
+
     faults = parser.add_argument_group("fault injection (applies to /api/ paths only)")
     faults.add_argument(
         "--fault-fraction", type=float, help="fraction of requests (0 to 1) that get the fault"
     )
     faults.add_argument("--fault-next", type=int, help="give the fault to the next N requests")
+
     faults.add_argument(
         "--fault-status",
         type=int,
@@ -62,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--fault-retry-after", type=int, help="Retry-After of injected 429 responses, in seconds"
     )
     faults.add_argument(
-        "--fault-delay-seconds", type=float, help="delay before answering, in real seconds"
+        "--fault-delay-seconds", type=float, help="delay before the response, in real seconds"
     )
+
     faults.add_argument(
         "--fault-drop", choices=DROP_MODES, help="close the connection without a response"
     )
@@ -73,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument(
         "--fault-path",
         action="append",
-        help="apply faults only to paths starting with this prefix; repeatable",
+        help="apply faults only to paths that start with this prefix (repeatable)",
     )
+
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -110,7 +114,7 @@ def fault_plan_from_arguments(arguments: argparse.Namespace) -> dict[str, Any] |
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the server until SIGINT or SIGTERM; return the exit status."""
+    """Run the server until SIGINT or SIGTERM and return the exit status."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
     logging.basicConfig(

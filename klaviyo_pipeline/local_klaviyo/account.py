@@ -53,7 +53,7 @@ def conflict_error(error: ProfileConflictError) -> ApiError:
 
 
 def profile_not_found_error(error: ProfileNotFoundError, pointer: str) -> ApiError:
-    """Build the 400 error for a request that names a profile id the account lacks."""
+    """Build the 400 error for a request that names a profile id the account does not contain."""
     return invalid(f"Profile {error.profile_id!r} does not exist.", pointer=pointer + "/id")
 
 
@@ -278,7 +278,7 @@ def _check_repeated_keys(groups: list[EventGroup], identities: list[str]) -> Non
             member = "unique_id" if event.unique_id is not None else "time"
             raise invalid(
                 f"Event repeats the profile, metric and {member} of the event at "
-                f"{first_pointer}; no events were processed.",
+                f"{first_pointer}, so no events were processed.",
                 pointer=f"{event.pointer}/attributes/{member}",
             )
 

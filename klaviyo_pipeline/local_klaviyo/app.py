@@ -33,7 +33,7 @@ class LocalKlaviyoApp:
         job_steps: int = 2,
         faults: Mapping[str, Any] | None = None,
     ) -> None:
-        """Create the state; see ``LocalKlaviyoServer`` for the arguments.
+        """Create the state with the arguments of ``LocalKlaviyoServer``.
 
         Raises:
             ValueError: time_scale is not positive, job_steps is negative or the fault
@@ -64,7 +64,7 @@ class LocalKlaviyoApp:
         """Replace the fault plan and return it as stored.
 
         Raises:
-            ValueError: The plan is invalid; the message names the key.
+            ValueError: The plan is invalid. The message names the key.
         """
         self.faults.configure(parse_fault_plan(plan))
         return self.faults.describe()

@@ -72,7 +72,7 @@ class ApiRequest:
     Attributes:
         route: Route name, such as ``bulk_create_events``.
         path_params: Values captured from the path, such as ``job_id``.
-        query: Decoded query parameters; each name maps to its values in order.
+        query: Decoded query parameters, each name with its values in order.
         body: Decoded JSON body, or None for GET.
         body_size: Body size in bytes after decompression.
         received_at: Time the request was received, in UTC.
@@ -106,7 +106,7 @@ class ApiResponse:
 
 
 def query_value(request: ApiRequest, name: str) -> str | None:
-    """Return the single value of a query parameter, or None; reject repeated parameters."""
+    """Return the single value of a query parameter or None, and reject a repeated one."""
     values = request.query.get(name)
     if not values:
         return None
@@ -124,7 +124,7 @@ def sparse_fields(request: ApiRequest, name: str, allowed: tuple[str, ...]) -> l
     unknown = [item for item in names if item not in allowed]
     if unknown or not names:
         raise invalid(
-            f"{unknown or value!r} is not a valid field for {name}; allowed: {', '.join(allowed)}.",
+            f"{unknown or value!r} is not a valid field for {name}. Allowed: {', '.join(allowed)}.",
             parameter=name,
         )
     return names
@@ -163,7 +163,7 @@ def bulk_create_events(account: Account, request: ApiRequest) -> ApiResponse:
     event_count = sum(len(item["attributes"]["events"]["data"]) for item in items)
     if event_count > limits.MAX_EVENTS_PER_BULK_REQUEST:
         raise invalid(
-            f"The request contains {event_count} events; at most "
+            f"The request contains {event_count} events, but at most "
             f"{limits.MAX_EVENTS_PER_BULK_REQUEST:,} are allowed per request.",
             pointer=_BULK_EVENTS_POINTER,
         )
@@ -213,7 +213,7 @@ def create_or_update_profile(account: Account, request: ApiRequest) -> ApiRespon
             status=413,
             code="payload_too_large",
             detail=(
-                f"The request body is {request.body_size} bytes; profile-import allows "
+                f"The request body is {request.body_size} bytes, but profile-import allows "
                 f"at most {limits.MAX_PROFILE_BYTES} bytes."
             ),
         )
@@ -282,7 +282,7 @@ def bulk_import_profiles(account: Account, request: ApiRequest) -> ApiResponse:
         raise invalid("The job contains no profiles.", pointer=_IMPORT_ROWS_POINTER)
     if len(resources) > limits.MAX_PROFILES_PER_IMPORT_JOB:
         raise invalid(
-            f"The job contains {len(resources):,} profiles; at most "
+            f"The job contains {len(resources):,} profiles, but at most "
             f"{limits.MAX_PROFILES_PER_IMPORT_JOB:,} are allowed per job.",
             pointer=_IMPORT_ROWS_POINTER,
         )
@@ -303,7 +303,7 @@ def bulk_import_profiles(account: Account, request: ApiRequest) -> ApiResponse:
 
 
 def _import_row(index: int, resource: dict[str, Any]) -> ImportRow:
-    """Validate one row of an import job; an invalid row becomes an import error."""
+    """Validate one row of an import job and turn an invalid row into an import error."""
     pointer = f"{_IMPORT_ROWS_POINTER}/{index}"
     original_payload = resource.get("attributes")
     try:
@@ -324,7 +324,7 @@ def _import_row(index: int, resource: dict[str, Any]) -> ImportRow:
 
 
 def get_bulk_import_profiles_job(account: Account, request: ApiRequest) -> ApiResponse:
-    """Handle ``GET /api/profile-bulk-import-jobs/{job_id}``; each read advances the job."""
+    """Handle ``GET /api/profile-bulk-import-jobs/{job_id}``, which advances the job a step."""
     job_fields = sparse_fields(request, "fields[profile-bulk-import-job]", JOB_FIELDS)
     list_fields = sparse_fields(request, "fields[list]", LIST_FIELDS)
     include = sparse_fields(request, "include", ("lists",))

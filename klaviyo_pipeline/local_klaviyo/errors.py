@@ -5,7 +5,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-# Klaviyo's titles for its error codes, as seen in real error bodies.
+# Titles of the error codes. The titles of invalid, throttled and duplicate_profile are
+# copied from real Klaviyo error bodies, and the others are the local server's wording.
 TITLES: dict[str, str] = {
     "invalid": "Invalid input.",
     "not_authenticated": "Authentication credentials were not provided.",

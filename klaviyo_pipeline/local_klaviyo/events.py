@@ -4,7 +4,7 @@ Klaviyo keeps only the first event per (profile, metric, unique_id). Without a u
 uses the event time truncated to the second in its place, which allows one such event per
 profile and metric per second. Later duplicates are accepted with 202 and discarded.
 
-The store is not thread-safe; ``Account`` holds a lock around every call.
+The store is not thread-safe, so ``Account`` holds a lock around every call.
 """
 
 from datetime import datetime
@@ -21,7 +21,7 @@ def dedupe_key(profile_identity: str, event: EventInput) -> DedupeKey:
 
     Args:
         profile_identity: Id of the profile the event belongs to.
-        event: The validated event; its time is already truncated to the second.
+        event: The validated event, with its time truncated to the second.
     """
     if event.unique_id is not None:
         return (profile_identity, event.metric, "unique_id", event.unique_id)
@@ -50,7 +50,7 @@ class EventStore:
         received_at: datetime,
         endpoint: str,
     ) -> bool:
-        """Store the event unless its key is already taken; return whether it was stored."""
+        """Store the event unless its key is already taken, and return whether it was stored."""
         if key in self._keys:
             return False
         self._keys.add(key)
@@ -78,5 +78,5 @@ class EventStore:
         return True
 
     def records(self) -> list[dict[str, Any]]:
-        """Return the stored event records; callers must not modify them."""
+        """Return the stored event records, which callers must not modify."""
         return list(self._events)

@@ -6,9 +6,9 @@ A fault plan is the JSON object accepted by ``POST /_local/faults`` and
     {"fraction": 0.2, "status": 503}            # about 20 % of requests get 503
     {"next": 3, "status": 429}                  # the next 3 requests get 429, Retry-After: 1
     {"next": 1, "status": 429, "retry_after": null}   # 429 without a Retry-After header
-    {"next": 1, "delay_seconds": 2}             # answer the next request 2 s late
+    {"next": 1, "delay_seconds": 2}             # delay the next response by 2 s
     {"next": 1, "drop": "before_body"}          # close the socket before reading the body
-    {"next": 1, "drop": "after_body"}           # read the body, then close; nothing applied
+    {"next": 1, "drop": "after_body"}           # read the body, close, apply nothing
     {"next": 1, "drop": "after_apply"}          # apply the request, then close unanswered
 
 Keys: exactly one of ``fraction`` (0 to 1, drawn from ``random.Random(seed)``) or ``next``
@@ -36,7 +36,7 @@ _MISSING = object()
 
 @dataclass(frozen=True)
 class FaultPlan:
-    """Validated fault plan; see the module docstring for the meaning of each field."""
+    """Validated fault plan. The module docstring describes each field."""
 
     fraction: float | None = None
     next: int | None = None
@@ -95,16 +95,16 @@ def _integer(plan: Mapping[str, Any], key: str, minimum: int) -> int | None:
 
 
 def parse_fault_plan(plan: Mapping[str, Any] | None) -> FaultPlan | None:
-    """Validate a fault plan object; return None for an empty plan.
+    """Validate a fault plan object and return it, or None for an empty plan.
 
     Raises:
-        ValueError: A key is unknown or a value is invalid; the message names it.
+        ValueError: A key is unknown or a value is invalid. The message names it.
     """
     if not plan:
         return None
     unknown = set(plan) - _KNOWN_KEYS
     if unknown:
-        raise ValueError(f"unknown fault keys {sorted(unknown)}; known keys: {sorted(_KNOWN_KEYS)}")
+        raise ValueError(f"unknown fault keys {sorted(unknown)}, known keys: {sorted(_KNOWN_KEYS)}")
 
     fraction = _number(plan, "fraction")
     next_count = _integer(plan, "next", minimum=1)
@@ -151,7 +151,7 @@ def parse_fault_plan(plan: Mapping[str, Any] | None) -> FaultPlan | None:
 
 
 class FaultInjector:
-    """Chooses the fault, if any, for each ``/api/`` request; thread-safe."""
+    """Thread-safe chooser of the fault, if any, for each ``/api/`` request."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -160,7 +160,7 @@ class FaultInjector:
         self._random = random.Random(0)
 
     def configure(self, plan: FaultPlan | None) -> None:
-        """Replace the current plan; None clears it."""
+        """Replace the current plan, or clear it with None."""
         with self._lock:
             self._plan = plan
             self._remaining = 0

@@ -2,15 +2,18 @@
 
 Checks for an ``/api/`` request run in this order:
 
-1. Path: an empty segment (``//api/...``) or an unknown path gives 404. Python's
-   ``http.server`` rewrites a leading ``//`` to ``/``, so the raw request line is used.
-2. Fault injection: delay, dropped connection before or after reading the body, or an
+1. Path: a path with an empty segment (``//api/...``) or outside ``/api/`` gets 404.
+   Python's ``http.server`` rewrites a leading ``//`` to ``/``, so the path is read from
+   the raw request line.
+2. Fault injection: a delay, a dropped connection before or after reading the body, or an
    injected status. Faults never apply to ``/_local/`` paths.
-3. Body: ``Content-Length`` is required for a body (411), at most 5 MB after gzip
+3. Body: a body needs ``Content-Length`` (411), may be at most 5 MB after gzip
    decompression (413), and ``Content-Encoding`` must be identity or gzip (415).
-4. Method (405), ``Authorization: Klaviyo-API-Key ...`` (401), ``revision`` header (400).
-5. Rate limit (429 with ``Retry-After``; later responses carry ``RateLimit-*`` headers).
-6. ``Content-Type: application/vnd.api+json`` on POST (415), query parameters (400),
+4. Route: 404 for an unknown ``/api/`` path and 405 for a method the path does not serve.
+5. Headers: ``Authorization: Klaviyo-API-Key ...`` (401) and ``revision`` (400).
+6. Rate limit: 429 with ``Retry-After``. Responses after this step carry the
+   ``RateLimit-*`` headers.
+7. ``Content-Type: application/vnd.api+json`` on POST (415), query parameters (400) and
    JSON syntax (400), then the endpoint's own validation and processing.
 """
 
@@ -93,12 +96,13 @@ class LocalKlaviyoHTTPServer(ThreadingHTTPServer):
 
 
 class KlaviyoRequestHandler(BaseHTTPRequestHandler):
-    """Serves ``/api/`` and ``/_local/`` requests on one keep-alive connection."""
+    """Handler of the ``/api/`` and ``/_local/`` requests on one keep-alive connection."""
 
     server: LocalKlaviyoHTTPServer
     protocol_version = "HTTP/1.1"
     server_version = "LocalKlaviyo/1.0"
-    # Buffer the status line, headers and body into one send; no Nagle delay.
+    # Buffer the status line, headers and body so that they leave in one send, and turn off
+    # Nagle's algorithm, which would delay small responses.
     wbufsize = 64 * 1024
     disable_nagle_algorithm = True
 
@@ -265,14 +269,18 @@ class KlaviyoRequestHandler(BaseHTTPRequestHandler):
         )
 
     def _read_body(self) -> bytes:
-        """Read the request body, decompressing gzip; raise ApiError for 400/411/413/415."""
+        """Read the request body and decompress gzip.
+
+        Raises:
+            ApiError: 400, 411, 413 or 415 for a body that cannot be read.
+        """
         if self.headers.get("Transfer-Encoding"):
             self.close_connection = True
             raise ApiError(
                 status=411,
                 code="length_required",
                 detail=(
-                    "Send the body with Content-Length; chunked transfer encoding is not supported."
+                    "Chunked transfer encoding is not supported. Send the body with Content-Length."
                 ),
             )
         length_header = self.headers.get("Content-Length")
@@ -280,7 +288,9 @@ class KlaviyoRequestHandler(BaseHTTPRequestHandler):
             return b""
         if not length_header.strip().isdigit():
             self.close_connection = True
-            raise invalid(f"Content-Length {length_header!r} is not a byte count.")
+            raise invalid(
+                f"Content-Length {length_header!r} is invalid. Send the body size in bytes."
+            )
         length = int(length_header)
         if length > MAX_PAYLOAD_BYTES:
             self._discard(length)
@@ -294,13 +304,13 @@ class KlaviyoRequestHandler(BaseHTTPRequestHandler):
             raise ApiError(
                 status=415,
                 code="unsupported_media_type",
-                detail=f"Content-Encoding {encoding!r} is not supported; use gzip or none.",
+                detail=f"Content-Encoding {encoding!r} is not supported. Use gzip or none.",
             )
         decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
             decompressed = decompressor.decompress(body, MAX_PAYLOAD_BYTES + 1)
         except zlib.error as error:
-            raise invalid(f"The gzip request body is corrupt: {error}.") from None
+            raise invalid(f"The gzip request body is invalid: {error}.") from None
         if len(decompressed) > MAX_PAYLOAD_BYTES:
             raise _payload_too_large(len(decompressed))
         return decompressed
@@ -390,12 +400,12 @@ def _check_authorization(value: str | None) -> None:
 def _check_revision(value: str | None) -> None:
     if value is None:
         raise invalid(
-            "The revision header is missing; send e.g. 'revision: 2026-10-15'.",
+            "The revision header is missing. Send e.g. 'revision: 2026-10-15'.",
             parameter="revision",
         )
     if _REVISION_PATTERN.fullmatch(value.strip()) is None:
         raise invalid(
-            f"The revision header {value!r} is invalid; the format is YYYY-MM-DD[.suffix].",
+            f"The revision header {value!r} is invalid. The format is YYYY-MM-DD[.suffix].",
             parameter="revision",
         )
 
@@ -407,7 +417,7 @@ def _check_content_type(value: str | None) -> None:
             status=415,
             code="unsupported_media_type",
             detail=(
-                f"Content-Type {value!r} is not supported; send "
+                f"Content-Type {value!r} is not supported. Send "
                 f"'Content-Type: {JSON_API_MEDIA_TYPE}'."
             ),
         )
@@ -424,7 +434,7 @@ def _rate_limit_headers(decision: RateDecision | None) -> dict[str, str]:
 
 
 def _throttled(retry_after: int | None) -> ApiError:
-    """Build Klaviyo's 429 body; ``retry_after`` None sends no ``Retry-After`` header."""
+    """Build Klaviyo's 429 error. With ``retry_after`` None it has no ``Retry-After`` header."""
     seconds = 0 if retry_after is None else retry_after
     code, detail = _INJECTED_ERRORS[429]
     return ApiError(
@@ -466,7 +476,7 @@ def _payload_too_large(size: int) -> ApiError:
         status=413,
         code="payload_too_large",
         detail=(
-            f"The request body is {size} bytes; at most {MAX_PAYLOAD_BYTES} bytes (5 MB) "
+            f"The request body is {size} bytes, but at most {MAX_PAYLOAD_BYTES} bytes (5 MB) "
             "are allowed."
         ),
     )

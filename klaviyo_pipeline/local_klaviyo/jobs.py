@@ -74,7 +74,7 @@ class ImportJob:
     errors: list[ImportRowError] = field(default_factory=list)
 
     def advance(self, now: datetime) -> bool:
-        """Record one read of the job; return True when this read completes it."""
+        """Record one read of the job and return True when this read completes it."""
         if self.status == COMPLETE:
             return False
         self.polls += 1

@@ -22,8 +22,8 @@ MAX_STRING_BYTES: Final = 100 * 1024
 MAX_EVENTS_PER_BULK_REQUEST: Final = 1_000
 MAX_PROFILES_PER_IMPORT_JOB: Final = 10_000
 
-# Events API overview: 400 properties per event. The rate-limit guide's table says 300,
-# and the local server follows the spec and the overview.
+# The spec and the Events API overview allow 400 properties per event. The rate-limit
+# guide's table gives 300, and the local server follows the spec.
 MAX_EVENT_PROPERTIES: Final = 400
 # Nested objects in event properties, counting the properties object as level 1.
 # Klaviyo counts only objects, so arrays do not add a level.
@@ -38,8 +38,8 @@ MAX_UNIQUE_ID_LENGTH: Final = 255
 MAX_METRIC_NAME_LENGTH: Final = 127
 MAX_EMAIL_LENGTH: Final = 100
 
-# Events must be after 2000-01-01 (the Events API overview; the spec says 1990) and at
-# most one year ahead of the time the request is received.
+# Events must be after 2000-01-01 and at most one year ahead of the time the request is
+# received. The Events API overview gives 2000, while the spec says 1990.
 MIN_EVENT_YEAR: Final = 2000
 MAX_EVENT_DAYS_AHEAD: Final = 365
 

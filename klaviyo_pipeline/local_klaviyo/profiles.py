@@ -14,7 +14,7 @@ Updates: a key set to ``null`` clears the field, a missing key keeps it. ``locat
 ``properties`` are merged key by key in the same way, and ``null`` for the whole object
 clears it.
 
-The store is not thread-safe; ``Account`` holds a lock around every call.
+The store is not thread-safe, so ``Account`` holds a lock around every call.
 """
 
 from dataclasses import dataclass, field
@@ -172,7 +172,7 @@ class ProfileStore:
             on_conflict: ``"raise"`` raises ``ProfileConflictError`` when the identifiers
                 match two profiles. ``"keep_first"`` updates the profile matched first
                 (by id, then email, then phone number) and leaves the conflicting
-                identifier on the other profile; events use this.
+                identifier on the other profile. Events use this.
 
         Raises:
             ProfileConflictError: Identifiers match two profiles and on_conflict is "raise".

@@ -6,8 +6,8 @@ requests do not count against the windows.
 
 Time scale: with ``time_scale`` X, a window of W seconds lasts W / X real seconds. Header
 values are real seconds, rounded up to whole seconds because the SDK parses
-``Retry-After`` with ``int()``. ``Retry-After`` is at least 1, so at time_scale > 1 it can
-say 1 while the window reopens sooner; a client that waits the header's value is never
+``Retry-After`` with ``int()``. ``Retry-After`` is at least 1, so at time_scale > 1 the header can
+be 1 while the window reopens sooner. A client that waits the header's value is never
 throttled again by the same window.
 """
 
@@ -30,7 +30,7 @@ class RateDecision:
 
     Attributes:
         allowed: False when the request is throttled (429).
-        retry_after: Whole real seconds until the full windows reopen; set when throttled.
+        retry_after: Whole real seconds until the full windows reopen, set when throttled.
         limit: Requests allowed per steady window, for ``RateLimit-Limit``.
         remaining: Requests left in the steady window, for ``RateLimit-Remaining``.
         reset: Whole real seconds until the steady window resets, for ``RateLimit-Reset``.
@@ -61,7 +61,7 @@ class _Window:
 
 
 class RateLimiter:
-    """Burst and steady fixed windows for each endpoint of one account; thread-safe."""
+    """Thread-safe burst and steady fixed windows for each endpoint of one account."""
 
     def __init__(
         self,
@@ -98,7 +98,7 @@ class RateLimiter:
             }
 
     def acquire(self, route: str) -> RateDecision | None:
-        """Count one request to ``route``; return None for routes without limits."""
+        """Count one request to ``route`` and return the decision, or None for unlimited routes."""
         if route not in self._windows:
             return None
         with self._lock:

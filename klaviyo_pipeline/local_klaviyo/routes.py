@@ -20,7 +20,7 @@ class Route:
         method: HTTP method.
         pattern: Regular expression for the whole path, without a trailing slash.
         handler: Function that serves the endpoint.
-        query_parameters: Query parameters the endpoint accepts; others get 400.
+        query_parameters: Query parameters the endpoint accepts. Others get 400.
     """
 
     name: str
@@ -87,7 +87,7 @@ class RouteMatch:
 
 
 def normalize_path(path: str) -> str | None:
-    """Strip one trailing slash; return None for a path with an empty segment such as ``//``.
+    """Strip one trailing slash, or return None for a path with an empty segment (``//``).
 
     Klaviyo's older revisions documented paths with a trailing slash, so both forms match.
     An empty segment, as in ``//api/events`` from a base URL with a trailing slash, does

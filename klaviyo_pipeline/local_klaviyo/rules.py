@@ -110,8 +110,8 @@ def is_valid_email(email: str) -> bool:
 def is_valid_phone_number(phone_number: str) -> bool:
     """Return whether ``phone_number`` is a valid number written in E.164 form.
 
-    libphonenumber's ``is_valid_number`` takes about 35 us, so results are cached for syncs
-    that send the same profiles again.
+    Parsing and validating with libphonenumber costs tens of microseconds per number, so
+    results are cached for syncs that send the same profiles again.
     """
     if _E164_PATTERN.fullmatch(phone_number) is None:
         return False
@@ -164,7 +164,7 @@ def find_event_property_violation(value: Any, object_level: int) -> SchemaViolat
         level = object_level + 1
         if level > limits.MAX_NESTING_LEVELS:
             return SchemaViolation(
-                f"objects are nested {level} levels deep; at most "
+                f"objects are nested {level} levels deep, but at most "
                 f"{limits.MAX_NESTING_LEVELS} are allowed"
             )
         for key, item in value.items():
@@ -178,7 +178,7 @@ def find_event_property_violation(value: Any, object_level: int) -> SchemaViolat
     if value_type is list:
         if len(value) > limits.MAX_ARRAY_ITEMS:
             return SchemaViolation(
-                f"array has {len(value)} items; at most {limits.MAX_ARRAY_ITEMS} are allowed"
+                f"array has {len(value)} items, but at most {limits.MAX_ARRAY_ITEMS} are allowed"
             )
         for index, item in enumerate(value):
             violation = find_event_property_violation(item, object_level)
@@ -199,7 +199,7 @@ def check_event_properties(properties: dict[str, Any], pointer: str) -> None:
     """Raise 400 if event properties break Klaviyo's count, size or nesting limits."""
     if len(properties) > limits.MAX_EVENT_PROPERTIES:
         raise invalid(
-            f"Event has {len(properties)} properties; at most "
+            f"Event has {len(properties)} properties, but at most "
             f"{limits.MAX_EVENT_PROPERTIES} are allowed.",
             pointer=pointer,
         )
@@ -240,10 +240,11 @@ def parse_event_time(value: str | None, pointer: str, received_at: datetime) -> 
 def parse_profile(resource: dict[str, Any], pointer: str, max_bytes: int | None) -> ProfileInput:
     """Validate a profile resource object (``{"type": "profile", "attributes": ...}``).
 
-    Rules: at least one identifier (``id``, email, phone_number, external_id,
-    anonymous_id or _kx); a valid email of at most 100 characters; an E.164 phone number,
-    unless a valid email is present, in which case Klaviyo ignores the invalid phone
-    number; strings at most 100 KB; the profile object at most ``max_bytes``.
+    The profile needs at least one identifier: ``id``, email, phone_number, external_id,
+    anonymous_id or _kx. An email must be valid and at most 100 characters long. A phone
+    number must be valid E.164, unless the profile also has a valid email, in which case
+    Klaviyo ignores the invalid phone number and so does this function. Strings may be at
+    most 100 KB, and the whole profile object at most ``max_bytes``.
 
     Raises:
         ApiError: 400 ``invalid`` with a pointer to the failing member.
@@ -256,7 +257,7 @@ def parse_profile(resource: dict[str, Any], pointer: str, max_bytes: int | None)
         size = len(orjson.dumps(resource))
         if size > max_bytes:
             raise invalid(
-                f"Profile object is {size} bytes; at most {max_bytes} bytes are allowed.",
+                f"Profile object is {size} bytes, but at most {max_bytes} bytes are allowed.",
                 pointer=pointer,
             )
     violation = find_long_string(attributes)
@@ -268,7 +269,8 @@ def parse_profile(resource: dict[str, Any], pointer: str, max_bytes: int | None)
     if email is not None:
         if len(email) > limits.MAX_EMAIL_LENGTH:
             raise invalid(
-                f"email is {len(email)} characters; at most {limits.MAX_EMAIL_LENGTH} are allowed.",
+                f"email is {len(email)} characters, but at most "
+                f"{limits.MAX_EMAIL_LENGTH} are allowed.",
                 pointer=attributes_pointer + "/email",
             )
         if not is_valid_email(email):
@@ -331,7 +333,7 @@ def parse_event(
         raise invalid("Metric name must not be empty.", pointer=metric_pointer)
     if len(metric) > limits.MAX_METRIC_NAME_LENGTH:
         raise invalid(
-            f"Metric name is {len(metric)} characters; it must be less than "
+            f"Metric name is {len(metric)} characters, but it must be less than "
             f"{limits.MAX_METRIC_NAME_LENGTH + 1}.",
             pointer=metric_pointer,
         )
@@ -341,7 +343,8 @@ def parse_event(
         length = len(unique_id)
         if not limits.MIN_UNIQUE_ID_LENGTH <= length <= limits.MAX_UNIQUE_ID_LENGTH:
             raise invalid(
-                f"unique_id is {length} characters; it must be 1 to {limits.MAX_UNIQUE_ID_LENGTH}.",
+                f"unique_id is {length} characters, but it must be 1 to "
+                f"{limits.MAX_UNIQUE_ID_LENGTH}.",
                 pointer=attributes_pointer + "/unique_id",
             )
 

@@ -38,15 +38,15 @@ class LocalKlaviyoServer:
         job_steps: int = 2,
         faults: Mapping[str, Any] | None = None,
     ) -> None:
-        """Configure the server; nothing is bound until ``start``.
+        """Configure the server. Nothing is bound until ``start``.
 
         Args:
-            port: TCP port on 127.0.0.1; 0 picks a free port.
-            time_scale: How many times faster than real time the rate-limit windows pass;
+            port: TCP port on 127.0.0.1, or 0 for a free port.
+            time_scale: How many times faster than real time the rate-limit windows pass, so
                 60 runs a 60 s window in 1 s.
             rate_limits: Enforce Klaviyo's per-endpoint rate limits.
             job_steps: Number of job reads (GET) after which a bulk import job is
-                complete; 0 completes it in the POST response.
+                complete. With 0 the POST response already has it complete.
             faults: Initial fault plan, in the format of ``set_faults``.
 
         Raises:
@@ -69,7 +69,7 @@ class LocalKlaviyoServer:
             RuntimeError: The server has not been started.
         """
         if self._http_server is None:
-            raise RuntimeError("LocalKlaviyoServer is not started; call start() first")
+            raise RuntimeError("LocalKlaviyoServer is not started. Call start() first.")
         return self._app.base_url
 
     @property
@@ -80,11 +80,11 @@ class LocalKlaviyoServer:
             RuntimeError: The server has not been started.
         """
         if self._http_server is None:
-            raise RuntimeError("LocalKlaviyoServer is not started; call start() first")
+            raise RuntimeError("LocalKlaviyoServer is not started. Call start() first.")
         return int(self._http_server.server_address[1])
 
     def start(self) -> Self:
-        """Bind the port and serve in a background thread; return self.
+        """Bind the port, serve in a background thread and return self.
 
         Raises:
             RuntimeError: The server is already running.
@@ -106,7 +106,7 @@ class LocalKlaviyoServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving, close the port and every open connection; safe to call twice."""
+        """Stop serving and close the port and every open connection. A second call does nothing."""
         http_server = self._http_server
         if http_server is None:
             return
@@ -149,10 +149,10 @@ class LocalKlaviyoServer:
         return self._app.request_records()
 
     def set_faults(self, plan: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Replace the fault plan, with the body of ``POST /_local/faults``; return it.
+        """Replace the fault plan with one in the format of ``POST /_local/faults`` and return it.
 
         Raises:
-            ValueError: The plan is invalid; the message names the key.
+            ValueError: The plan is invalid. The message names the key.
         """
         return self._app.set_faults(plan)
 
@@ -163,5 +163,5 @@ class LocalKlaviyoServer:
 
 
 def _copy(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Deep-copy JSON records; an orjson round trip is faster than copy.deepcopy."""
+    """Deep-copy JSON records with an orjson round trip, which is faster than copy.deepcopy."""
     return orjson.loads(orjson.dumps(records))

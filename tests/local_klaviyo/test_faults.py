@@ -12,6 +12,7 @@ from klaviyo_pipeline.local_klaviyo import LocalKlaviyoServer
 from klaviyo_pipeline.local_klaviyo.faults import parse_fault_plan
 from tests.local_klaviyo.payloads import (
     create_event_body,
+    import_job_body,
     make_client,
     numbered_bulk_body,
     raw_request,
@@ -246,3 +247,15 @@ def test_sdk_sees_injected_429_as_api_exception(
 
     assert raised.value.status == 429
     assert raised.value.headers["Retry-After"] == "1"
+
+
+def test_urllib3_retries_dropped_get(open_server: LocalKlaviyoServer) -> None:
+    client = make_client(open_server.base_url)
+    job = client.Profiles.bulk_import_profiles(import_job_body([{"email": "a@example.com"}]))
+    open_server.set_faults({"next": 1, "drop": "after_body"})
+
+    # urllib3's default Retry repeats idempotent requests after a dropped connection.
+    read = client.Profiles.get_bulk_import_profiles_job(job.data.id, _request_timeout=5)
+
+    assert read.data.id == job.data.id
+    assert [entry["status"] for entry in open_server.requests()] == [202, None, 200]
