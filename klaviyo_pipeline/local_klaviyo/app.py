@@ -1,5 +1,6 @@
 """Server state shared by all request threads: account, rate limiter, faults and request log."""
 
+import logging
 import threading
 import time
 from collections import deque
@@ -10,6 +11,8 @@ from klaviyo_pipeline.local_klaviyo.account import Account
 from klaviyo_pipeline.local_klaviyo.faults import FaultInjector, parse_fault_plan
 from klaviyo_pipeline.local_klaviyo.limits import RATE_LIMITS
 from klaviyo_pipeline.local_klaviyo.rate_limits import RateLimiter
+
+logger = logging.getLogger(__name__)
 
 # The request log keeps the newest entries only, so a long-running server stays bounded.
 MAX_LOGGED_REQUESTS = 100_000
@@ -67,7 +70,9 @@ class LocalKlaviyoApp:
             ValueError: The plan is invalid. The message names the key.
         """
         self.faults.configure(parse_fault_plan(plan))
-        return self.faults.describe()
+        description = self.faults.describe()
+        logger.info("Fault plan set to %s", description or "none")
+        return description
 
     def reset(self) -> None:
         """Clear the account, the request log, the rate-limit windows and the fault plan."""

@@ -158,9 +158,9 @@ def bulk_create_events(account: Account, request: ApiRequest) -> ApiResponse:
     """Handle ``POST /api/event-bulk-create-jobs``: up to 1,000 events, 202 with no body."""
     validate_request_body("bulk_create_events", request.body)
     items = request.body["data"]["attributes"]["events-bulk-create"]["data"]
-    if not items:
-        raise invalid("The request contains no events.", pointer=_BULK_EVENTS_POINTER)
     event_count = sum(len(item["attributes"]["events"]["data"]) for item in items)
+    if event_count == 0:
+        raise invalid("The request contains no events.", pointer=_BULK_EVENTS_POINTER)
     if event_count > limits.MAX_EVENTS_PER_BULK_REQUEST:
         raise invalid(
             f"The request contains {event_count} events, but at most "

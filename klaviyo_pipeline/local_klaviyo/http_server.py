@@ -152,7 +152,9 @@ class KlaviyoRequestHandler(BaseHTTPRequestHandler):
         except _DroppedConnection:
             self.close_connection = True
             entry.setdefault("status", None)
-            logger.info("Dropped connection for %s %s (%s)", self.command, raw_path, entry["fault"])
+            logger.debug(
+                "Dropped connection for %s %s (%s)", self.command, raw_path, entry["fault"]
+            )
         except Exception:
             logger.exception("Unexpected error while serving %s %s", self.command, raw_path)
             error = ApiError(status=500, code="error", detail="Internal error of the local server.")
@@ -359,11 +361,10 @@ class KlaviyoRequestHandler(BaseHTTPRequestHandler):
         self._send_response(ApiResponse(status=200, body=result), entry, {})
 
     def _send_error(self, error: ApiError, entry: dict[str, Any]) -> None:
+        # Error responses are the server's normal output, so they are logged at DEBUG, and
+        # the request log (GET /_local/requests) records every one with its error code.
         entry["error_code"] = error.code
-        if error.status >= 500 or error.status == 429:
-            logger.info("%s %s -> %s %s", self.command, entry["path"], error.status, error.code)
-        else:
-            logger.debug("%s %s -> %s", self.command, entry["path"], error)
+        logger.debug("%s %s -> %s", self.command, entry["path"], error)
         response = ApiResponse(status=error.status, body=error_document([error]))
         self._send_response(response, entry, error.headers)
 

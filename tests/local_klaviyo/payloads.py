@@ -113,7 +113,7 @@ def first_error(error: ApiException) -> dict[str, Any]:
 
 @dataclass
 class RawResponse:
-    """Status, headers and decoded body of a raw HTTP response."""
+    """Status, headers and body bytes of a raw HTTP response."""
 
     status: int
     headers: http.client.HTTPMessage

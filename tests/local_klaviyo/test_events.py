@@ -261,7 +261,7 @@ INVALID_EVENT_CASES = [
     ),
     pytest.param(
         {"properties": {"a": nested(10)}},
-        "/properties/a" + "/child" * 8 + "/child",
+        "/properties/a" + "/child" * 9,
         id="nesting-11-levels",
     ),
     pytest.param({"properties": {"big": 2**63}}, "/properties/big", id="integer-over-64-bits"),
@@ -379,8 +379,15 @@ def test_bulk_of_1000_events_accepted(client: KlaviyoAPI, server: LocalKlaviyoSe
     assert len(server.events()) == 1_000
 
 
-def test_empty_bulk_rejected(client: KlaviyoAPI) -> None:
-    error = send_bulk_expecting_400(client, bulk_body([]))
+@pytest.mark.parametrize(
+    "groups",
+    [
+        pytest.param([], id="no-groups"),
+        pytest.param([({"email": "a@example.com"}, [])], id="no-events"),
+    ],
+)
+def test_empty_bulk_rejected(client: KlaviyoAPI, groups: list[Any]) -> None:
+    error = send_bulk_expecting_400(client, bulk_body(groups))
 
     assert error["source"]["pointer"] == BULK_EVENTS_POINTER
 

@@ -178,7 +178,8 @@ def test_whole_next_url_as_cursor_rejected(instant_server: LocalKlaviyoServer) -
     job_id = start_job(client, [{"email": f"bad-{index}"} for index in range(3)])
     page = client.Profiles.get_errors_for_bulk_import_profiles_job(job_id, page_size=1)
 
-    # SDK 25.0.0 sends a whole http:// URL as the cursor; Klaviyo rejects such cursors.
+    # SDK 25.0.0 sends a whole http:// URL as the cursor, which the server rejects like
+    # any cursor it did not issue.
     with pytest.raises(BadRequestException) as raised:
         client.Profiles.get_errors_for_bulk_import_profiles_job(
             job_id, page_size=1, page_cursor=page.links.next
