@@ -48,8 +48,17 @@ class FaultPlan:
     paths: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """Return the plan as the JSON object that ``parse_fault_plan`` accepts."""
-        plan = asdict(self)
+        """Return the plan as the JSON object that ``parse_fault_plan`` accepts.
+
+        Keys that are unset or do not apply are left out, except that a 429 plan always
+        has ``retry_after``, because null there means "no header".
+        """
+        plan = {key: value for key, value in asdict(self).items() if value is not None}
+        if not self.delay_seconds:
+            del plan["delay_seconds"]
+        plan.pop("retry_after", None)
+        if self.status == 429:
+            plan["retry_after"] = self.retry_after
         if self.paths is not None:
             plan["paths"] = list(self.paths)
         return plan

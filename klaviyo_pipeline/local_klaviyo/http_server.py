@@ -20,6 +20,7 @@ Checks for an ``/api/`` request run in this order:
 import logging
 import re
 import socket
+import sys
 import threading
 import time
 import zlib
@@ -73,6 +74,18 @@ class LocalKlaviyoHTTPServer(ThreadingHTTPServer):
         self.app = app
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log an error that escaped a handler, instead of printing it to stderr.
+
+        A client that disconnects mid-response, or a connection closed by ``stop()``, raises
+        ``ConnectionError`` here. That is routine, so it is logged at DEBUG.
+        """
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            logger.debug("Connection from %s closed: %s", client_address, error)
+            return
+        logger.exception("Error while serving a request from %s", client_address)
 
     def track(self, connection: socket.socket) -> None:
         """Remember an open client connection."""

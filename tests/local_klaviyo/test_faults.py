@@ -259,3 +259,20 @@ def test_urllib3_retries_dropped_get(open_server: LocalKlaviyoServer) -> None:
 
     assert read.data.id == job.data.id
     assert [entry["status"] for entry in open_server.requests()] == [202, None, 200]
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        {"next": 1, "delay_seconds": 0.5},
+        {"next": 2, "status": 429, "retry_after": None},
+        {"next": 2, "status": 429, "retry_after": 5},
+        {"fraction": 0.2, "status": 503, "seed": 3, "paths": ["/api/events"]},
+        {"next": 1, "drop": "after_apply"},
+    ],
+)
+def test_stored_plan_round_trips(plan: dict[str, object]) -> None:
+    parsed = parse_fault_plan(plan)
+    assert parsed is not None
+
+    assert parse_fault_plan(parsed.to_json()) == parsed

@@ -173,6 +173,23 @@ def test_next_link_shape(instant_server: LocalKlaviyoServer) -> None:
     assert parse_qs(location.query)["page[size]"] == ["2"]
 
 
+def test_next_link_can_be_followed(instant_server: LocalKlaviyoServer) -> None:
+    client = make_client(instant_server.base_url)
+    job_id = start_job(client, [{"email": f"bad-{index}"} for index in range(3)])
+    page = client.Profiles.get_errors_for_bulk_import_profiles_job(job_id, page_size=2)
+    location = urlsplit(page.links.next)
+
+    response = raw_request(instant_server.base_url, "GET", f"{location.path}?{location.query}")
+
+    assert response.status == 200
+    body = response.json()
+    assert [error["attributes"]["source"]["pointer"] for error in body["data"]] == [
+        f"{ROWS_POINTER}/2/attributes/email"
+    ]
+    assert body["links"]["next"] is None
+    assert body["links"]["prev"] is not None
+
+
 def test_whole_next_url_as_cursor_rejected(instant_server: LocalKlaviyoServer) -> None:
     client = make_client(instant_server.base_url)
     job_id = start_job(client, [{"email": f"bad-{index}"} for index in range(3)])
