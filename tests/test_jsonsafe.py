@@ -388,6 +388,15 @@ def test_dumps_rejects_unconverted(value: Any) -> None:
 
 # --- property test --------------------------------------------------------------------------
 
+
+def object_array(items: list[Any]) -> np.ndarray:
+    """Return a 1-d object array of `items`, which np.array would nest if they are sequences."""
+    array = np.empty(len(items), dtype=object)
+    for position, item in enumerate(items):
+        array[position] = item
+    return array
+
+
 LEAVES = st.one_of(
     st.text(max_size=10),
     st.text(st.characters(categories=["Cs"]), max_size=3),  # lone surrogates
@@ -409,7 +418,7 @@ NESTED = st.recursive(
         st.lists(children, max_size=4)
         | st.tuples(children, children)
         | st.dictionaries(st.text(max_size=4) | st.integers(), children, max_size=4)
-        | st.lists(children, max_size=4).map(lambda items: np.array(items, dtype=object))
+        | st.lists(children, max_size=4).map(object_array)
     ),
     max_leaves=12,
 )

@@ -380,6 +380,7 @@ TIMESTAMP_CASES = [
     (b"2024-09-11", None, Reason.TIME_INVALID),
     (10**30, None, Reason.TIME_OUT_OF_RANGE),  # beyond the year 9999
     (1e30, None, Reason.TIME_OUT_OF_RANGE),
+    (1.7976931348623157e308, None, Reason.TIME_OUT_OF_RANGE),  # overflows when scaled to µs
     ("1e30", None, Reason.TIME_OUT_OF_RANGE),
     ("0000-01-01T00:00:00Z", None, Reason.TIME_OUT_OF_RANGE),  # before the year 1
 ]

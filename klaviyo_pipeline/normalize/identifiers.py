@@ -107,6 +107,15 @@ def _format_floats(numbers: np.ndarray) -> np.ndarray:
     return ids
 
 
+def _format_integers(numbers: np.ndarray) -> np.ndarray:
+    """Format an object array of Python and NumPy ints as their exact digits."""
+    try:
+        as_int64 = numbers.astype(np.int64)
+    except OverflowError:
+        return map_unique(numbers, lambda number: str(int(number)))
+    return as_int64.astype(str).astype(object)
+
+
 def format_ids(values: pd.Series) -> pd.Series:
     """Format identifiers and unique ids as strings, the way walkerOS resolves ids.
 
@@ -139,7 +148,7 @@ def format_ids(values: pd.Series) -> pd.Series:
     texts = elements[strings]
     ids[strings[texts != ""]] = texts[texts != ""]
     integers = kinds == Kind.INTEGER
-    ids[integers] = map_unique(elements[integers], lambda number: str(int(number)))
+    ids[integers] = _format_integers(elements[integers])
     floats = kinds == Kind.FLOAT
     ids[floats] = _format_floats(elements[floats].astype(float))
     decimals = kinds == Kind.DECIMAL
@@ -324,12 +333,18 @@ def normalize_phones(
     reasons = empty_reasons(len(texts))
     reasons[unusable] = PHONE_INVALID
 
+    # Each distinct (number, region) pair is parsed once. The pair code combines the codes of
+    # the number and of the region.
     present = np.flatnonzero(~unusable & (texts != ""))
-    pairs = pd.MultiIndex.from_arrays([texts[present], hints[present]])
-    codes, unique_pairs = pairs.factorize()
-    formatted = np.empty(len(unique_pairs), dtype=object)
-    for position, (number, region) in enumerate(unique_pairs):
-        formatted[position] = _format_phone(number, region or None)
+    number_codes, unique_numbers = pd.factorize(texts[present])
+    region_codes, unique_regions = pd.factorize(hints[present])
+    pair_keys = number_codes.astype(np.int64) * max(len(unique_regions), 1) + region_codes
+    codes, unique_keys = pd.factorize(pair_keys)
+    formatted = np.empty(len(unique_keys), dtype=object)
+    for position, key in enumerate(unique_keys):
+        number_code, region_code = divmod(int(key), max(len(unique_regions), 1))
+        region = unique_regions[region_code]
+        formatted[position] = _format_phone(unique_numbers[number_code], region or None)
     failed = np.array([phone is None for phone in formatted], dtype=bool)
 
     phones[present] = formatted[codes]

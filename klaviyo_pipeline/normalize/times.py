@@ -36,6 +36,7 @@ _INTEGER_PATTERN: Final = r"[+-]?\d+"
 # A trailing zone designator after a time of day: "Z", "+05", "+0530" or "+05:30".
 _OFFSET_PATTERN: Final = r"(?:\d[T ]\d.*)(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 
+# The strftime form of the event times that format_times writes.
 EVENT_TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -152,10 +153,13 @@ class _TimeColumn:
             in_range = (numbers >= -limit) & (numbers <= limit)
             microseconds = np.where(in_range, numbers, 0) * int(factor)
         else:
-            scaled = numbers.astype(np.float64) * factor
-            finite = np.isfinite(scaled)
+            numbers = numbers.astype(np.float64)
+            finite = np.isfinite(numbers)
             self.set_reason(positions[~finite], Reason.TIME_INVALID)
-            positions, scaled = positions[finite], scaled[finite]
+            # A finite number can overflow to infinity when scaled, which the range check catches.
+            with np.errstate(over="ignore"):
+                scaled = numbers[finite] * factor
+            positions = positions[finite]
             in_range = (scaled >= _MIN_MICROSECONDS) & (scaled <= _MAX_MICROSECONDS)
             microseconds = np.round(np.where(in_range, scaled, 0)).astype(np.int64)
 
@@ -308,9 +312,11 @@ def parse_timestamps(
     _parse_time_strings(times, strings, elements[strings], unit)
     integers = everything[kinds == Kind.INTEGER]
     _parse_integer_objects(times, integers, elements[integers], unit)
-    floats = everything[np.isin(kinds, (Kind.FLOAT, Kind.DECIMAL))]
-    numbers = np.array([float(number) for number in elements[floats]], dtype=np.float64)
-    times.set_epochs(floats, numbers, unit)
+    floats = everything[kinds == Kind.FLOAT]
+    times.set_epochs(floats, elements[floats].astype(np.float64), unit)
+    decimals = everything[kinds == Kind.DECIMAL]
+    numbers = np.array([float(number) for number in elements[decimals]], dtype=np.float64)
+    times.set_epochs(decimals, numbers, unit)
     datetimes = everything[np.isin(kinds, (Kind.DATETIME, Kind.DATE))]
     _parse_datetime_objects(times, datetimes, elements[datetimes])
     return times.result(values.index)
@@ -366,9 +372,16 @@ def format_times(times: pd.Series) -> pd.Series:
             f"times must be a tz-aware datetime Series, got dtype {times.dtype}: "
             "parse them with parse_timestamps first"
         )
-    utc = times.dt.tz_convert("UTC")
-    years = utc.dt.year
-    printable = (utc.notna() & (years >= 1) & (years <= 9999)).to_numpy()
-    text = np.full(len(utc), None, dtype=object)
-    text[printable] = utc[printable].dt.strftime(EVENT_TIME_FORMAT).to_numpy(dtype=object)
+    seconds = times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[s]")
+    as_integers = seconds.astype(np.int64)
+    printable = ~np.isnat(seconds) & (as_integers >= _MIN_MICROSECONDS // 1_000_000)
+    printable &= as_integers <= _MAX_MICROSECONDS // 1_000_000
+
+    # A daily partition has at most 86,400 distinct seconds, so each is formatted once, by
+    # NumPy rather than strftime. Casting to seconds floors, which truncates fractions.
+    codes, unique_seconds = pd.factorize(seconds[printable])
+    iso = np.datetime_as_string(unique_seconds.astype("datetime64[s]"), unit="s")
+    unique_text = np.char.add(iso, "Z").astype(object)
+    text = np.full(len(seconds), None, dtype=object)
+    text[printable] = unique_text[codes]
     return object_series(text, times.index)

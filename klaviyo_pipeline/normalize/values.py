@@ -74,11 +74,9 @@ def _parse_value_strings(strings: np.ndarray, locale_aware: bool) -> tuple[np.nd
 
 
 def _number_as_float(number: object) -> float | None:
-    """Return a number as a float, NaN for NaN and ±inf, or None if it is too large for a float."""
+    """Return an int or Decimal as a float, NaN for Decimal NaN and ±inf, or None if too large."""
     if isinstance(number, Decimal) and not number.is_finite():
         return math.nan
-    if isinstance(number, float | np.floating):
-        return float(number) if math.isfinite(number) else math.nan
     try:
         result = float(number)  # type: ignore[arg-type]
     except OverflowError:
@@ -125,7 +123,12 @@ def parse_values(values: pd.Series, locale_aware: bool = False) -> tuple[pd.Seri
     strings = kinds == Kind.STRING
     numbers[strings], reasons[strings] = _parse_value_strings(elements[strings], locale_aware)
 
-    numeric = np.flatnonzero(np.isin(kinds, (Kind.INTEGER, Kind.FLOAT, Kind.DECIMAL)))
+    floats = kinds == Kind.FLOAT
+    numbers[floats] = elements[floats].astype(np.float64)
+    numbers[floats & ~np.isfinite(numbers)] = np.nan
+
+    # Python ints and Decimals can be too large for a float, so they convert one by one.
+    numeric = np.flatnonzero(np.isin(kinds, (Kind.INTEGER, Kind.DECIMAL)))
     converted = [_number_as_float(element) for element in elements[numeric]]
     too_large = np.array([number is None for number in converted], dtype=bool)
     reasons[numeric[too_large]] = Reason.VALUE_INVALID.value
