@@ -24,6 +24,7 @@ from klaviyo_pipeline.klaviyo import KlaviyoResource
 from klaviyo_pipeline.outcomes import TERMINAL_STATES
 from klaviyo_pipeline.partitions import daily_partitions
 from klaviyo_pipeline.sync_run import SyncOutcome, run_event_sync, run_profile_sync
+from klaviyo_pipeline.tables import PartitionTable
 
 GROUP = "klaviyo"
 KLAVIYO_POOL = "klaviyo_api"
@@ -50,8 +51,13 @@ def is_backfill(config: PipelineConfig, partition_key: str, today: date | None =
     )
 
 
+def _first_chunk(table: PartitionTable) -> pd.DataFrame:
+    """Return the table's first chunk, for previews."""
+    return next(iter(table.chunks()), pd.DataFrame())
+
+
 def _sync_metadata(
-    outcome: SyncOutcome, records: pd.DataFrame, preview: list[str]
+    outcome: SyncOutcome, records: PartitionTable, preview: list[str]
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "dagster/row_count": outcome.rows_read,
@@ -64,7 +70,7 @@ def _sync_metadata(
         "throttle_wait_seconds": round(outcome.wait_seconds, 3),
         "dry_run": outcome.dry_run,
         "backfill": outcome.backfill,
-        "preview": MetadataValue.md(report.preview_markdown(records, preview)),
+        "preview": MetadataValue.md(report.preview_markdown(_first_chunk(records), preview)),
     }
     if outcome.metric_counts is not None:
         metadata["metrics"] = MetadataValue.json(outcome.metric_counts)
@@ -79,31 +85,27 @@ def build_assets(config: PipelineConfig) -> list[Any]:
     state_database = resolve_path(config, config.sync.state_database)
 
     @asset(group_name=GROUP, partitions_def=partitions_def)
-    def source_events(context: AssetExecutionContext) -> Output[pd.DataFrame]:
+    def source_events(context: AssetExecutionContext) -> Output[PartitionTable]:
         """Rows of the partition as the source exports them."""
-        rows = pipeline.read_source_events(config, context.partition_key, logger=context.log)
+        table = pipeline.write_source_events(config, context.partition_key, logger=context.log)
         context.log.info(
-            f"Read {len(rows):,} rows for {context.partition_key} from {config.source.kind}"
+            f"Read {table.rows:,} rows for {context.partition_key} from {config.source.kind} "
+            f"in {len(table.parts):,} chunks"
         )
-        return Output(
-            rows,
-            metadata={"dagster/row_count": len(rows), "columns": ", ".join(map(str, rows.columns))},
-        )
+        return Output(table, metadata={"dagster/row_count": table.rows, "chunks": len(table.parts)})
 
     @asset(group_name=GROUP, partitions_def=partitions_def)
     def normalized_events(
-        context: AssetExecutionContext, source_events: pd.DataFrame
-    ) -> Output[pd.DataFrame]:
+        context: AssetExecutionContext, source_events: PartitionTable
+    ) -> Output[PartitionTable]:
         """Events with canonical columns, UTC times and rule lookup names."""
-        events = pipeline.normalize_partition(config, context.partition_key, source_events)
-        rejected = int(events["reject_reason"].notna().sum()) if len(events) else 0
+        table = pipeline.write_normalized_events(config, context.partition_key, source_events)
+        unsendable = int(table.attrs.get("rows_unsendable", 0))
         context.log.info(
-            f"Normalized {len(events):,} events for {context.partition_key}; "
-            f"{rejected:,} cannot be sent"
+            f"Normalized {table.rows:,} events for {context.partition_key}; "
+            f"{unsendable:,} cannot be sent"
         )
-        return Output(
-            events, metadata={"dagster/row_count": len(events), "rows_unsendable": rejected}
-        )
+        return Output(table, metadata={"dagster/row_count": table.rows, "rows_unsendable": unsendable})
 
     @multi_asset(
         group_name=GROUP,
@@ -121,9 +123,9 @@ def build_assets(config: PipelineConfig) -> list[Any]:
             ),
         },
     )
-    def klaviyo_records(context: AssetExecutionContext, normalized_events: pd.DataFrame):
+    def klaviyo_records(context: AssetExecutionContext, normalized_events: PartitionTable):
         """Map normalized events into Klaviyo event records, profile records and settled rows."""
-        mapped = pipeline.map_partition(config, context.partition_key, normalized_events)
+        mapped = pipeline.write_records(config, context.partition_key, normalized_events)
         for name, count in sorted(mapped.warnings.items()):
             if count:
                 context.log.warning(
@@ -131,40 +133,23 @@ def build_assets(config: PipelineConfig) -> list[Any]:
                 )
         context.log.info(
             f"Mapped {mapped.rows_read:,} rows of {context.partition_key} into "
-            f"{len(mapped.events):,} events, "
-            f"{len(mapped.profiles):,} profiles and {len(mapped.outcomes):,} settled rows"
+            f"{mapped.events.rows:,} events, "
+            f"{mapped.profiles.rows:,} profiles and {mapped.outcomes.rows:,} settled rows"
         )
-        outcomes = mapped.outcomes
-        outcomes.attrs["rows_read"] = mapped.rows_read
-        yield Output(
-            mapped.events,
-            "klaviyo_event_records",
-            metadata={
-                "dagster/row_count": len(mapped.events),
-                "preview": MetadataValue.md(report.preview_markdown(mapped.events, EVENT_PREVIEW)),
-            },
-        )
-        yield Output(
-            mapped.profiles,
-            "klaviyo_profile_records",
-            metadata={
-                "dagster/row_count": len(mapped.profiles),
-                "preview": MetadataValue.md(
-                    report.preview_markdown(mapped.profiles, PROFILE_PREVIEW)
-                ),
-            },
-        )
-        yield Output(
-            outcomes,
-            "rejected_rows",
-            metadata={
-                "dagster/row_count": len(outcomes),
-                "reasons": MetadataValue.json(
-                    report.reason_counts(mapped.outcomes) if len(outcomes) else {}
-                ),
-                "warnings": MetadataValue.json(dict(mapped.warnings)),
-            },
-        )
+        settled = mapped.outcomes.read() if mapped.outcomes.rows <= 100_000 else _first_chunk(mapped.outcomes)
+        yield Output(mapped.events, "klaviyo_event_records", metadata={
+            "dagster/row_count": mapped.events.rows,
+            "preview": MetadataValue.md(report.preview_markdown(_first_chunk(mapped.events), EVENT_PREVIEW)),
+        })
+        yield Output(mapped.profiles, "klaviyo_profile_records", metadata={
+            "dagster/row_count": mapped.profiles.rows,
+            "preview": MetadataValue.md(report.preview_markdown(_first_chunk(mapped.profiles), PROFILE_PREVIEW)),
+        })
+        yield Output(mapped.outcomes, "rejected_rows", metadata={
+            "dagster/row_count": mapped.outcomes.rows,
+            "reasons": MetadataValue.json(report.reason_counts(settled) if len(settled) else {}),
+            "warnings": MetadataValue.json(mapped.warnings),
+        })
 
     @asset(
         group_name=GROUP,
@@ -187,8 +172,8 @@ def build_assets(config: PipelineConfig) -> list[Any]:
     def klaviyo_event_sync(
         context: AssetExecutionContext,
         klaviyo: KlaviyoResource,
-        klaviyo_event_records: pd.DataFrame,
-        rejected_rows: pd.DataFrame,
+        klaviyo_event_records: PartitionTable,
+        rejected_rows: PartitionTable,
     ) -> MaterializeResult:
         """Events of the partition sent to Klaviyo, with one recorded outcome per row."""
         outcome = run_event_sync(
@@ -226,8 +211,8 @@ def build_assets(config: PipelineConfig) -> list[Any]:
     def klaviyo_profile_sync(
         context: AssetExecutionContext,
         klaviyo: KlaviyoResource,
-        klaviyo_profile_records: pd.DataFrame,
-        rejected_rows: pd.DataFrame,
+        klaviyo_profile_records: PartitionTable,
+        rejected_rows: PartitionTable,
     ) -> MaterializeResult:
         """Profiles of the partition upserted in Klaviyo through bulk import jobs."""
         outcome = run_profile_sync(

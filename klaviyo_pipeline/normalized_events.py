@@ -10,7 +10,9 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from klaviyo_pipeline import normalize
 from klaviyo_pipeline.jsonsafe import MISSING, dumps, to_json_safe
@@ -24,22 +26,56 @@ class SourceColumnsError(ValueError):
 
 
 def row_hashes(df: pd.DataFrame) -> pd.Series:
-    """Return a deterministic hex id per row from all of its source columns."""
+    """Return a deterministic 16-hex-digit id per row from all of its source columns."""
     ordered = df.reindex(columns=sorted(df.columns))
-    hashed = pd.util.hash_pandas_object(ordered.astype(str), index=False)
-    return hashed.map(lambda value: hashlib.md5(str(value).encode(), usedforsecurity=False).hexdigest()[:16])
+    for column in ordered.columns:
+        if ordered[column].dtype == object:
+            ordered[column] = ordered[column].map(dumps_row_value)
+    hashed = pd.util.hash_pandas_object(ordered, index=False).to_numpy()
+    return pd.Series([f"{value:016x}" for value in hashed.tolist()], index=df.index, dtype=object)
+
+
+def dumps_row_value(value: Any) -> str:
+    """Return a cell as stable text for hashing: JSON for objects, repr for the rest."""
+    if isinstance(value, dict | list):
+        return dumps(value)
+    return repr(value)
+
+
+_JSON_SCALAR_TYPES = frozenset({str, int, float, bool})
 
 
 def _json_safe_objects(series: pd.Series) -> pd.Series:
-    """Make nested object cells (dicts, lists, arrays) JSON-safe; NULLs inside are dropped."""
+    """Make object cells JSON-safe with `to_json_safe`; NULLs inside objects are dropped.
+
+    Warehouse drivers return Decimal for NUMERIC, UUID, dates and datetimes, which walkerOS
+    mappings would drop as non-properties: they become numbers and ISO 8601 text. A value of a
+    type `to_json_safe` rejects becomes its `str`, as a text export would write it.
+    """
 
     def clean(value: Any) -> Any:
-        if isinstance(value, dict | list | tuple) or hasattr(value, "tolist"):
+        if value is None or type(value) in _JSON_SCALAR_TYPES:
+            return value
+        try:
             safe = to_json_safe(value)
-            return None if safe is MISSING else safe
-        return value
+        except TypeError:
+            return str(value)
+        return None if safe is MISSING else safe
 
-    return series.map(clean)
+    return series.astype(object).map(clean)
+
+
+def _has_non_json_cells(series: pd.Series) -> bool:
+    """Return whether a column can hold cells other than JSON scalars (object, Arrow decimal)."""
+    if series.dtype == object:
+        return True
+    if isinstance(series.dtype, pd.ArrowDtype):
+        arrow_type = series.dtype.pyarrow_dtype
+        plain = (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+                 or pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
+                 or pa.types.is_boolean(arrow_type) or pa.types.is_timestamp(arrow_type))
+        return not plain
+    return False
 
 
 def normalize_events(
@@ -72,7 +108,7 @@ def normalize_events(
     if df.empty:
         return pd.DataFrame(columns=[*CANONICAL_COLUMNS, *[c for c in df.columns if c not in CANONICAL_COLUMNS]])
 
-    object_columns = [c for c in df.columns if df[c].dtype == object and c not in ("name", "timestamp")]
+    object_columns = [c for c in df.columns if _has_non_json_cells(df[c]) and c not in ("name", "timestamp")]
     for column in object_columns:
         df[column] = _json_safe_objects(df[column])
 
@@ -87,26 +123,44 @@ def normalize_events(
         range_reasons = range_reasons[~outside].reset_index(drop=True)
 
     names, name_reasons = normalize.normalize_event_names(df["name"])
+    raw_names = df["name"]
     df["name_key"] = names
-    df["name"] = df["name"].map(lambda n: " ".join(str(n).split()) if n is not None and n == n else None)
+    df["name"] = _tidy_names(df["name"])
 
     df["time"] = normalize.format_times(df["timestamp"])
-    if "id" in df.columns:
-        ids = normalize.format_ids(df["id"])
-        hashes = row_hashes(df.drop(columns=["name_key", "time", "id"]))
-        df["id"] = ids.where(ids.notna(), hashes)
-    else:
-        df["id"] = row_hashes(df.drop(columns=["name_key", "time"]))
+    ids = normalize.format_ids(df["id"]) if "id" in df.columns else pd.Series(None, index=df.index, dtype=object)
+    missing = ids.isna()
+    if missing.any():
+        source_columns = df.columns.difference(["name_key", "time", "id"])
+        ids = ids.astype(object)
+        ids[missing] = row_hashes(df.loc[missing, source_columns])
+    df["id"] = ids
 
     reasons = time_reasons.where(time_reasons.notna(), range_reasons)
     reasons = reasons.where(reasons.notna(), name_reasons)
     df["reject_reason"] = reasons.astype(object).where(reasons.notna(), None)
-    df["reject_detail"] = _reject_details(df)
+    df["reject_detail"] = _reject_details(df, raw_names)
     df.insert(0, "row_id", range(len(df)))
     return df
 
 
-def _reject_details(df: pd.DataFrame) -> pd.Series:
+def _tidy_names(names: pd.Series) -> pd.Series:
+    """Return event names with whitespace runs collapsed, or None where a name is missing."""
+    if pd.api.types.is_string_dtype(names.dtype) and names.dtype != object:
+        tidy = names.str.strip().str.replace(r"\s+", " ", regex=True)
+        return tidy.astype(object).where(tidy.notna(), None)
+    return names.map(_tidy_name)
+
+
+def _tidy_name(name: Any) -> str | None:
+    # pd.isna returns an array for list and array cells, which are names to show, not NULLs.
+    missing = pd.isna(name)
+    if isinstance(missing, bool | np.bool_) and missing:
+        return None
+    return " ".join(str(name).split())
+
+
+def _reject_details(df: pd.DataFrame, raw_names: pd.Series) -> pd.Series:
     details = pd.Series([None] * len(df), index=df.index, dtype=object)
     out_of_range = df["reject_reason"] == Reason.TIME_OUT_OF_RANGE.value
     if out_of_range.any():
@@ -115,7 +169,11 @@ def _reject_details(df: pd.DataFrame) -> pd.Series:
         )
     bad_name = df["reject_reason"] == Reason.INVALID_NAME.value
     if bad_name.any():
-        details[bad_name] = "event name is missing or empty"
+        details[bad_name] = [
+            "event name is missing or empty" if not name
+            else f"event name of type {type(raw).__name__} is not text or a number: {name[:80]!r}"
+            for name, raw in zip(df.loc[bad_name, "name"], raw_names[bad_name], strict=True)
+        ]
     return details
 
 

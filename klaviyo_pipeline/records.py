@@ -15,12 +15,13 @@ Every input row ends either as the event record with `record_id == str(row_id)` 
 `event` stream outcome, never both and never neither.
 """
 
-import hashlib
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from klaviyo_pipeline import normalize, settings
@@ -54,6 +55,36 @@ PROFILE_TRAITS = (
 LOCATION_KEYS = frozenset(
     {"address1", "address2", "city", "country", "latitude", "longitude", "region", "zip", "timezone", "ip"}
 )
+# Profile attributes that Klaviyo's profile import accepts at the top level. Unset names outside
+# these and LOCATION_KEYS are custom properties.
+TOP_LEVEL_ATTRIBUTES = frozenset(
+    {"email", "phone_number", "external_id", "first_name", "last_name", "organization", "title",
+     "image", "locale", "location", "properties"}
+)
+# Custom property names that look like marketing consent. A profile upsert never changes consent
+# in Klaviyo (subscriptions do), so rows with these keys get a `consent_unchanged` warning.
+# NOTE: a heuristic list of common names; other spellings pass without the warning.
+CONSENT_PROPERTY_KEYS = frozenset(
+    {"accepts_marketing", "accepts_email_marketing", "accepts_sms_marketing", "consent",
+     "email_consent", "sms_consent", "marketing_consent", "email_marketing_consent",
+     "sms_marketing_consent", "subscribed", "subscriptions", "opt_in", "optin",
+     "email_opt_in", "sms_opt_in"}
+)
+# Warning counters for the notes that `clean_properties` returns, by the note's first words.
+PROPERTY_NOTES = (
+    ("dropped reserved $ keys", "reserved_property_dropped"),
+    ("left out NaN or infinite numbers", "non_finite_property_dropped"),
+    ("kept the first of colliding flattened keys", "flattened_key_collision"),
+)
+# Line item keys that name a product and its categories, as Klaviyo's and walkerOS's ecommerce
+# events spell them.
+NAME_KEYS = ("ProductName", "name", "Name")
+CATEGORY_KEYS = ("Categories", "categories", "Category", "category")
+SETTLED_DETAILS = {
+    Reason.INVALID_NAME.value: "event name has no entity and action separated by a space",
+    Reason.IGNORED.value: "the mapping rule sets ignore",
+    Reason.CONSENT_DENIED.value: "the event lacks a consent that the destination requires",
+}
 
 
 @dataclass
@@ -75,6 +106,7 @@ class _Candidates:
     metric: list[Any] = field(default_factory=list)
     properties: list[Any] = field(default_factory=list)
     value: list[Any] = field(default_factory=list)
+    value_mapped: list[bool] = field(default_factory=list)
     currency: list[Any] = field(default_factory=list)
     unique_id: list[Any] = field(default_factory=list)
     unique_id_required: list[bool] = field(default_factory=list)
@@ -110,9 +142,44 @@ def _identity_keys(email: pd.Series, phone: pd.Series, external_id: pd.Series) -
 
 
 def _hashes(*columns: pd.Series) -> pd.Series:
-    texts = [column.astype(object).map(str) for column in columns]
-    joined = texts[0].str.cat(texts[1:], sep="\x1f")
-    return joined.map(lambda text: hashlib.md5(text.encode(), usedforsecurity=False).hexdigest())
+    """Return a 16-hex-digit hash per row of the columns, stable across runs and processes."""
+    frame = pd.concat(columns, axis=1, ignore_index=True)
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return pd.Series([f"{value:016x}" for value in hashed.tolist()], index=columns[0].index, dtype=object)
+
+
+_PLAIN_TYPES = frozenset({str, int, bool})
+# A string of at most this many characters is under Klaviyo's 100 KB limit in any encoding.
+_SAFE_CHARACTERS = settings.MAX_STRING_BYTES // 4
+
+
+def _plain(value: Any) -> bool:
+    kind = type(value)
+    if kind is str:
+        return len(value) <= _SAFE_CHARACTERS
+    if kind is float:
+        return math.isfinite(value)
+    if kind is int:
+        return -(2**63) <= value < 2**63
+    return kind is bool
+
+
+def properties_json(props: Any, flatten: bool) -> tuple[str | None, str | None, str | None]:
+    """Return (JSON text, reason, detail) of event properties within Klaviyo's limits.
+
+    Flat properties of plain scalars, the usual case, are serialized directly; anything
+    else goes through `clean_properties`. A reason means the record is rejected. Without a
+    reason, a detail contains the notes of `clean_properties` to count as warnings.
+    """
+    if not isinstance(props, dict):
+        props = {}
+    plain = all(map(_plain, props.values())) and not any(key[:1] == "$" for key in props)
+    if plain and len(props) <= settings.MAX_PROPERTIES:
+        return orjson.dumps(props).decode(), None, None
+    cleaned, reason, detail = clean_properties(props, flatten)
+    if reason is not None:
+        return None, reason, detail
+    return dumps(cleaned), None, detail
 
 
 class RecordBuilder:
@@ -131,6 +198,10 @@ class RecordBuilder:
         self.partition = partition
         self.outcomes: list[dict[str, Any]] = []
         self.warnings: Counter[str] = Counter()
+        # Profiles merge across chunks: attributes, first row and identifiers per identity.
+        self._profiles: dict[str, dict[str, Any]] = {}
+        self._profile_rows: dict[str, int] = {}
+        self._profile_identifiers: dict[str, tuple[Any, Any, Any]] = {}
 
     def settle(self, row_id: int, stream: str, status: Status, reason: str, detail: str | None = None,
                metric: Any = None, unique_id: Any = None, identity: str | None = None,
@@ -142,25 +213,35 @@ class RecordBuilder:
         })
 
     def build(self, events: pd.DataFrame) -> MappedPartition:
-        """Map every row; return records, settled outcomes and warning counts."""
+        """Map one chunk of rows; return its event records, settled outcomes and warnings.
+
+        Profiles merge across chunks, so they come from `finish_profiles` after the last
+        chunk; the returned `profiles` frame is empty.
+        """
         rows_read = len(events)
         valid = self._settle_normalizer_rejects(events)
+        names = dict(zip(valid["row_id"], valid["name"], strict=True)) if len(valid) else {}
         candidates = _Candidates()
         for group in self.destination.evaluate(valid):
             for row_id, reason in group.settled:
-                self.settle(row_id, "event", Status.SKIPPED if reason != Reason.INVALID_NAME else Status.REJECTED,
-                            reason, metric=None)
+                status = Status.SKIPPED if reason != Reason.INVALID_NAME else Status.REJECTED
+                self.settle(row_id, "event", status, reason, SETTLED_DETAILS.get(str(reason)),
+                            metric=names.get(row_id))
             candidates.extend(group)
 
         table = self._clean(candidates, events)
         event_records = self._event_records(table)
-        profile_records = self._profile_records(table)
+        self._collect_profiles(table)
+        outcomes = _outcome_frame(self.outcomes)
+        self.outcomes = []
+        warnings = self.warnings
+        self.warnings = Counter()
         return MappedPartition(
             events=event_records,
-            profiles=profile_records,
-            outcomes=_outcome_frame(self.outcomes),
+            profiles=pd.DataFrame(columns=list(PROFILE_COLUMNS)),
+            outcomes=outcomes,
             rows_read=rows_read,
-            warnings=self.warnings,
+            warnings=warnings,
         )
 
     def _settle_normalizer_rejects(self, events: pd.DataFrame) -> pd.DataFrame:
@@ -215,6 +296,10 @@ class RecordBuilder:
         has_value = values.notna()
         currencies = currencies.where(has_value, None)
         currency_reasons = currency_reasons.where(has_value, None)
+        # A mapped value that resolves to nothing (NULL, NaN, ±inf) is left out of the event.
+        value_expected = pd.Series(c.value_mapped, dtype=bool) & table["send_event"]
+        self.warnings["value_missing"] += int((value_expected & ~has_value & value_reasons.isna()).sum())
+        self.warnings["currency_missing"] += int((has_value & currencies.isna() & currency_reasons.isna()).sum())
         if self.options.drop_invalid_currency:
             self.warnings["currency_dropped"] += int(currency_reasons.notna().sum())
             currency_reasons = pd.Series([None] * len(table), dtype=object)
@@ -223,8 +308,11 @@ class RecordBuilder:
 
         unique_ids = normalize.format_ids(pd.Series(c.unique_id, dtype=object))
         if self.destination.prefix_unique_id:
-            slugs = table["metric"].map(_metric_slug)
-            unique_ids = (slugs + ":" + unique_ids).where(unique_ids.notna(), None)
+            prefixed = [
+                None if unique_id is None else f"{_metric_slug(metric)}:{unique_id}"
+                for metric, unique_id in zip(table["metric"], unique_ids, strict=True)
+            ]
+            unique_ids = pd.Series(prefixed, index=unique_ids.index, dtype=object)
         table["unique_id"] = _none_if_na(unique_ids)
         table["time"] = events.set_index("row_id").loc[table["row_id"], "time"].to_numpy()
 
@@ -252,12 +340,18 @@ class RecordBuilder:
     def _event_records(self, table: pd.DataFrame) -> pd.DataFrame:
         events = table[table["send_event"].astype(bool)].copy()
         for row in events[events["reason"].notna()].itertuples(index=False):
-            status = Status.SKIPPED if row.reason == Reason.NO_IDENTIFIER else Status.REJECTED
+            status = _unsendable_status(row.reason)
             self.settle(row.row_id, "event", status, row.reason, row.detail, metric=row.metric,
                         unique_id=row.unique_id, identity=mask_identity(row.email, row.phone_number, row.external_id))
         for row in table[~table["send_event"].astype(bool)].itertuples(index=False):
-            self.settle(row.row_id, "event", Status.SKIPPED, Reason.SILENT, "rule is silent: profile only",
-                        metric=row.metric)
+            if row.reason is None:
+                self.settle(row.row_id, "event", Status.SKIPPED, Reason.SILENT, "rule is silent: profile only",
+                            metric=row.metric)
+            else:
+                # The row's only output is its profile, so the row ends with the profile's reason.
+                self.settle(row.row_id, "event", _unsendable_status(row.reason), row.reason, row.detail,
+                            metric=row.metric,
+                            identity=mask_identity(row.email, row.phone_number, row.external_id))
         events = events[events["reason"].isna()]
         events["record_id"] = events["row_id"].astype(str)
         events = self._add_line_items(events)
@@ -266,43 +360,75 @@ class RecordBuilder:
 
     def _check_events(self, events: pd.DataFrame) -> pd.DataFrame:
         """Reject events Klaviyo would refuse: missing ids, long names, oversized properties."""
-        keep = np.ones(len(events), dtype=bool)
+        reason = pd.Series(None, index=events.index, dtype=object)
+        detail = pd.Series(None, index=events.index, dtype=object)
+        unique_ids = events["unique_id"]
+        metrics = events["metric"]
+        checks = [
+            (unique_ids.isna() & events["unique_id_required"].astype(bool), Reason.UNIQUE_ID_MISSING,
+             "the uniqueId mapping resolved to no value"),
+            (unique_ids.str.len() > settings.MAX_UNIQUE_ID_LENGTH, Reason.UNIQUE_ID_TOO_LONG,
+             "unique_id has more than 255 characters"),
+            (~metrics.map(lambda metric: isinstance(metric, str)), Reason.METRIC_NAME_TOO_LONG,
+             "the event has no metric name"),
+            (metrics.astype(object).str.len() > settings.MAX_METRIC_NAME_LENGTH, Reason.METRIC_NAME_TOO_LONG,
+             f"metric name has more than {settings.MAX_METRIC_NAME_LENGTH} characters"),
+        ]
+        for hit, code, text in checks:
+            hit = hit.fillna(False).astype(bool) & reason.isna()
+            reason[hit] = code.value
+            detail[hit] = text
+
         texts: list[str | None] = []
-        for position, row in enumerate(events[["row_id", "record_id", "metric", "unique_id", "unique_id_required",
-                                               "properties", "email", "phone_number", "external_id"]].itertuples(index=False)):
-            reason, detail = None, None
-            if not row.unique_id:
-                if row.unique_id_required:
-                    reason, detail = Reason.UNIQUE_ID_MISSING, "the uniqueId mapping resolved to no value"
-            elif len(row.unique_id) > settings.MAX_UNIQUE_ID_LENGTH:
-                reason, detail = Reason.UNIQUE_ID_TOO_LONG, "unique_id has more than 255 characters"
-            if reason is None and (not isinstance(row.metric, str) or len(row.metric) > settings.MAX_METRIC_NAME_LENGTH):
-                reason, detail = Reason.METRIC_NAME_TOO_LONG, "metric name has more than 128 characters"
-            text = None
-            if reason is None:
-                props = row.properties if isinstance(row.properties, dict) else {}
-                cleaned, prop_reason, prop_detail = clean_properties(props, self.options.flatten_properties)
-                if prop_reason:
-                    reason, detail = prop_reason, prop_detail
-                else:
-                    text = dumps(cleaned)
-            if reason is not None:
-                keep[position] = False
-                self.settle(row.row_id, "event", Status.REJECTED, reason, detail, metric=row.metric,
-                            unique_id=row.unique_id, record_id=row.record_id,
-                            identity=mask_identity(row.email, row.phone_number, row.external_id))
+        flatten = self.options.flatten_properties
+        for props, settled in zip(events["properties"].tolist(), reason.isna().tolist(), strict=True):
+            text, prop_reason, prop_detail = (None, None, None)
+            if settled:
+                text, prop_reason, prop_detail = properties_json(props, flatten)
             texts.append(text)
-        events = events.assign(properties=texts)[keep]
-        return events
+            if prop_reason is not None:
+                position = len(texts) - 1
+                reason.iloc[position] = prop_reason
+                detail.iloc[position] = prop_detail
+            elif prop_detail:
+                self._count_property_notes(prop_detail)
+
+        rejected = reason.notna()
+        for row, row_reason, row_detail in zip(
+            events[rejected].itertuples(index=False), reason[rejected], detail[rejected], strict=True
+        ):
+            self.settle(row.row_id, "event", Status.REJECTED, row_reason, row_detail, metric=row.metric,
+                        unique_id=row.unique_id, record_id=row.record_id,
+                        identity=mask_identity(row.email, row.phone_number, row.external_id))
+        return events.assign(properties=texts)[~rejected.to_numpy()]
+
+    def _count_property_notes(self, notes: str | None) -> None:
+        """Count the notes of `clean_properties` (dropped `$` keys, NaN or ±inf, collisions)."""
+        for note in notes.split("; ") if notes else ():
+            name = next((key for prefix, key in PROPERTY_NOTES if note.startswith(prefix)), "property_adjusted")
+            self.warnings[name] += 1
+
+    def _profile_properties(self, traits: Any) -> str | None:
+        """Return an event's custom profile properties as JSON text, or None without any."""
+        if not isinstance(traits, dict) or not traits:
+            return None
+        cleaned, _, notes = clean_properties(traits, self.options.flatten_properties)
+        self._count_property_notes(notes)
+        self._count_consent_keys(cleaned)
+        return dumps(cleaned) if cleaned else None
+
+    def _count_consent_keys(self, properties: dict[str, Any]) -> None:
+        if any(str(key).casefold() in CONSENT_PROPERTY_KEYS for key in properties):
+            self.warnings["consent_unchanged"] += 1
 
     def _dedupe_events(self, events: pd.DataFrame) -> pd.DataFrame:
         events = events.assign(
             profile_key=_identity_keys(events["email"], events["phone_number"], events["external_id"])
             if len(events) else pd.Series(dtype=object)
         )
-        events["profile_properties"] = events["traits"].map(
-            lambda traits: dumps(traits) if isinstance(traits, dict) and traits else None
-        ) if len(events) else pd.Series(dtype=object)
+        events["profile_properties"] = pd.Series(
+            [self._profile_properties(traits) for traits in events["traits"]], index=events.index, dtype=object
+        )
         keyed = events["unique_id"].notna()
         duplicate = keyed & events.duplicated(subset=["profile_key", "metric", "unique_id"], keep="first")
         for row in events[duplicate].itertuples(index=False):
@@ -322,17 +448,24 @@ class RecordBuilder:
         """Add one Ordered Product event per line item of each Placed Order, when enabled."""
         if not self.ecommerce.ordered_product or events.empty:
             return events
-        orders = events[events["metric"] == self.ecommerce.order_metric]
+        is_order = (events["metric"] == self.ecommerce.order_metric).to_numpy()
+        orders = events[is_order]
+        properties = events["properties"].tolist()
         lines: list[dict[str, Any]] = []
-        for order in orders.to_dict("records"):
+        for position, order in zip(np.flatnonzero(is_order), orders.to_dict("records"), strict=True):
             items = order["items"] if isinstance(order["items"], list) else []
+            products: list[dict[str, Any]] = []
             for index, item in enumerate(items):
                 product = item.get("data") if isinstance(item, dict) and isinstance(item.get("data"), dict) else item
                 if not isinstance(product, dict):
                     continue
+                products.append(product)
                 lines.append(self._line_item(order, product, index))
+            if products:
+                properties[position] = _with_order_summary(order["properties"], products)
         if not lines:
             return events
+        events = events.assign(properties=properties)
         return pd.concat([events, pd.DataFrame(lines)], ignore_index=True)
 
     def _line_item(self, order: dict[str, Any], product: dict[str, Any], index: int) -> dict[str, Any]:
@@ -343,6 +476,7 @@ class RecordBuilder:
             _leaf(self.ecommerce.line_quantity_path), 1
         )
         line_value = float(price) * float(quantity) if _is_number(price) and _is_number(quantity) else np.nan
+        line_value = line_value if math.isfinite(line_value) else np.nan
         base_id = order["unique_id"]
         if self.destination.prefix_unique_id and isinstance(base_id, str):
             base_id = base_id.split(":", 1)[-1]
@@ -358,15 +492,20 @@ class RecordBuilder:
             "unique_id": unique_id,
         }
 
-    def _profile_records(self, table: pd.DataFrame) -> pd.DataFrame:
+    def _collect_profiles(self, table: pd.DataFrame) -> None:
+        """Merge this chunk's identify results into one upsert per identity."""
         has_identify = table["identify"].map(lambda value: isinstance(value, dict))
+        for row in table[has_identify & table["reason"].notna()].itertuples(index=False):
+            self.settle(row.row_id, "profile", _unsendable_status(row.reason), row.reason, row.detail,
+                        record_id=f"p{row.row_id}",
+                        identity=mask_identity(row.email, row.phone_number, row.external_id))
         profiles = table[has_identify & table["reason"].isna()].copy()
         if profiles.empty:
-            return pd.DataFrame(columns=list(PROFILE_COLUMNS))
+            return
         profiles["profile_key"] = _identity_keys(profiles["email"], profiles["phone_number"], profiles["external_id"])
-        merged: dict[str, dict[str, Any]] = {}
-        first_row: dict[str, int] = {}
-        for row in profiles[["row_id", "profile_key", "identify"]].itertuples(index=False):
+        merged = self._profiles
+        columns = ["row_id", "profile_key", "identify", "email", "phone_number", "external_id"]
+        for row in profiles[columns].itertuples(index=False):
             attributes = self._profile_attributes(row.identify)
             if row.profile_key in merged:
                 self.settle(row.row_id, "profile", Status.DEDUPLICATED, Reason.DUPLICATE_PROFILE,
@@ -374,44 +513,151 @@ class RecordBuilder:
                 _merge_attributes(merged[row.profile_key], attributes)
             else:
                 merged[row.profile_key] = attributes
-                first_row[row.profile_key] = row.row_id
-        firsts = profiles.drop_duplicates("profile_key", keep="first").set_index("profile_key")
+                self._profile_rows[row.profile_key] = row.row_id
+                self._profile_identifiers[row.profile_key] = (row.email, row.phone_number, row.external_id)
+
+    def finish_profiles(self) -> pd.DataFrame:
+        """Return the profile records merged over every chunk built so far."""
+        # NOTE: merged profiles stay in memory until the last chunk, so a partition with
+        # millions of distinct profiles needs memory for all of them.
+        merged = self._profiles
+        if not merged:
+            return pd.DataFrame(columns=list(PROFILE_COLUMNS))
+        keys = list(merged)
+        identifiers = [self._profile_identifiers[key] for key in keys]
         records = pd.DataFrame({
-            "profile_key": list(merged),
-            "row_id": [first_row[key] for key in merged],
-            "attributes": [dumps(merged[key]) for key in merged],
+            "profile_key": keys,
+            "row_id": pd.Series([self._profile_rows[key] for key in keys], dtype="int64"),
+            "attributes": [dumps(self._with_unsets(merged[key])) for key in keys],
+            "email": pd.Series([ids[0] for ids in identifiers], dtype=object),
+            "phone_number": pd.Series([ids[1] for ids in identifiers], dtype=object),
+            "external_id": pd.Series([ids[2] for ids in identifiers], dtype=object),
         })
         records["record_id"] = "p" + records["row_id"].astype(str)
-        for column in ("email", "phone_number", "external_id"):
-            records[column] = firsts.loc[records["profile_key"], column].to_numpy()
         records["partition"] = self.partition
         records["content_hash"] = _hashes(records["profile_key"], records["attributes"])
         return records.reindex(columns=list(PROFILE_COLUMNS)).reset_index(drop=True)
 
     def _profile_attributes(self, identify: dict[str, Any]) -> dict[str, Any]:
+        """Build profile attributes of the types Klaviyo accepts; empty objects are left out."""
         attributes: dict[str, Any] = {}
         for source, target in PROFILE_TRAITS:
-            if source in identify and identify[source] is not None:
-                value = identify[source]
-                if target == "location":
-                    if not isinstance(value, dict):
-                        continue
-                    value = {k: str(v) if k == "zip" else v for k, v in value.items() if k in LOCATION_KEYS}
-                attributes[target] = value
+            value = identify.get(source)
+            if value is None:
+                continue
+            converted = _location(value) if target == "location" else _profile_text(value)
+            if converted is None:
+                self.warnings["profile_field_dropped"] += 1
+            elif converted != {}:
+                attributes[target] = converted
         if isinstance(identify.get("properties"), dict):
-            cleaned, _, _ = clean_properties(identify["properties"], self.options.flatten_properties)
-            attributes["properties"] = cleaned
-        for unset in self.options.unset_profile_fields:
-            attributes.setdefault(unset, None)
+            cleaned, _, notes = clean_properties(identify["properties"], self.options.flatten_properties)
+            self._count_property_notes(notes)
+            self._count_consent_keys(cleaned)
+            if cleaned:
+                attributes["properties"] = cleaned
         return attributes
+
+    def _with_unsets(self, attributes: dict[str, Any]) -> dict[str, Any]:
+        """Add `null` for each configured unset field that no row of the partition set.
+
+        Top-level attribute names stay top-level. Location keys (`zip` or `location.zip`) go
+        into `location`, and any other name (`plan` or `properties.plan`) is a custom property.
+        """
+        for name in self.options.unset_profile_fields:
+            if name in TOP_LEVEL_ATTRIBUTES:
+                attributes.setdefault(name, None)
+                continue
+            if name.startswith("location.") or name in LOCATION_KEYS:
+                section, key = "location", name.removeprefix("location.")
+            else:
+                section, key = "properties", name.removeprefix("properties.")
+            target = attributes.setdefault(section, {})
+            if isinstance(target, dict):
+                target.setdefault(key, None)
+        return attributes
+
+
+def _unsendable_status(reason: Any) -> Status:
+    return Status.SKIPPED if reason == Reason.NO_IDENTIFIER else Status.REJECTED
+
+
+def _profile_text(value: Any) -> str | None:
+    """Return a profile string attribute: text as it is, numbers as walkerOS formats ids.
+
+    Booleans, objects, lists and NaN or ±inf have no string form that Klaviyo would read as
+    intended, so they give None.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating) and math.isfinite(value):
+        return normalize.format_js_number(float(value))
+    return None
+
+
+def _location(value: Any) -> dict[str, Any] | None:
+    """Return the known location keys of a mapped location: latitude and longitude as numbers
+    or text, the others as text. Values of other types are left out."""
+    if not isinstance(value, dict):
+        return None
+    location: dict[str, Any] = {}
+    for key, item in value.items():
+        if key not in LOCATION_KEYS:
+            continue
+        if key in ("latitude", "longitude") and _is_number(item) and math.isfinite(item):
+            location[key] = float(item)
+            continue
+        text = _profile_text(item)
+        if text is not None:
+            location[key] = text
+    return location
 
 
 def _merge_attributes(target: dict[str, Any], update: dict[str, Any]) -> None:
     for key, value in update.items():
-        if key == "properties" and isinstance(target.get(key), dict) and isinstance(value, dict):
+        if key in ("properties", "location") and isinstance(target.get(key), dict) and isinstance(value, dict):
             target[key] = {**target[key], **value}
         elif value is not None or key not in target:
             target[key] = value
+
+
+def _with_order_summary(properties: Any, products: list[dict[str, Any]]) -> dict[str, Any]:
+    """Add Klaviyo's Placed Order keys `Items`, `ItemNames` and `Categories` from the line
+    items, where the mapping did not set them."""
+    summary = dict(properties) if isinstance(properties, dict) else {}
+    summary.setdefault("Items", products)
+    names = [name for name in (_first_text(product, NAME_KEYS) for product in products) if name]
+    if names:
+        summary.setdefault("ItemNames", names)
+    categories: list[str] = []
+    for product in products:
+        for category in _texts(_first_value(product, CATEGORY_KEYS)):
+            if category not in categories:
+                categories.append(category)
+    if categories:
+        summary.setdefault("Categories", categories)
+    return summary
+
+
+def _first_value(product: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    return next((product[key] for key in keys if product.get(key) is not None), None)
+
+
+def _first_text(product: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    value = _first_value(product, keys)
+    return value if isinstance(value, str) else None
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [item for item in value if isinstance(item, str)]
+    return []
 
 
 def _metric_slug(metric: Any) -> str:
@@ -439,4 +685,7 @@ def compile_destination(config: PipelineConfig) -> CompiledDestination:
 def build_records(events: pd.DataFrame, config: PipelineConfig, partition: str) -> MappedPartition:
     """Map one partition's normalized events into records and settled outcomes."""
     builder = RecordBuilder(compile_destination(config), config.normalize, config.ecommerce, partition)
-    return builder.build(events)
+    mapped = builder.build(events)
+    mapped.profiles = builder.finish_profiles()
+    mapped.outcomes = pd.concat([mapped.outcomes, _outcome_frame(builder.outcomes)], ignore_index=True)
+    return mapped

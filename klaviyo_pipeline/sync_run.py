@@ -1,6 +1,7 @@
 """Run the event or profile sync of one partition and combine its outcomes with settled rows."""
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,8 +10,10 @@ import pandas as pd
 from klaviyo_pipeline import report
 from klaviyo_pipeline.config import PipelineConfig
 from klaviyo_pipeline.klaviyo import KlaviyoResource
+from klaviyo_pipeline.outcomes import TERMINAL_STATES
 from klaviyo_pipeline.sync import SyncReport, sync_events, sync_profiles
 from klaviyo_pipeline.sync_log import INPUT_COLUMNS, SyncLog, hash_key
+from klaviyo_pipeline.tables import PartitionTable
 
 _logger = logging.getLogger(__name__)
 
@@ -29,7 +32,6 @@ class SyncOutcome:
     dry_run: bool = False
     backfill: bool = False
     notes: list[str] = field(default_factory=list)
-    report: SyncReport | None = None
 
 
 def settled_log_rows(
@@ -70,40 +72,75 @@ def _stream(settled: pd.DataFrame, stream: str) -> pd.DataFrame:
     return settled[settled["stream"] == stream]
 
 
-def _combine(
-    sync_report: SyncReport, settled: pd.DataFrame, rows_read: int, main_only: bool, backfill: bool
-) -> SyncOutcome:
-    outcomes = sync_report.outcomes
-    columns = ["record_id", "status", "reason", "metric"]
-    synced = outcomes[columns] if not outcomes.empty else pd.DataFrame(columns=columns)
-    rows = synced
-    if main_only and not synced.empty:
-        rows = synced[~synced["record_id"].astype(str).str.contains(":")]
-    settled_rows = settled[columns] if not settled.empty else pd.DataFrame(columns=columns)
-    row_outcomes = pd.concat([rows, settled_rows], ignore_index=True)
-    all_outcomes = pd.concat([synced, settled_rows], ignore_index=True)
-    return SyncOutcome(
-        rows_read=rows_read,
-        status_counts=report.status_counts(row_outcomes["status"]),
-        reason_counts=report.reason_counts(all_outcomes) if len(all_outcomes) else {},
-        metric_counts=report.metric_counts(all_outcomes)
-        if main_only and len(all_outcomes)
-        else None,
-        requests=sync_report.requests,
-        throttled=sync_report.throttles,
-        wait_seconds=sync_report.wait_seconds,
-        dry_run=sync_report.dry_run,
-        backfill=backfill,
-        notes=list(sync_report.notes),
-        report=sync_report,
-    )
+class _Tally:
+    """Counts of row outcomes, reasons and metrics summed over chunks."""
+
+    def __init__(self, main_only: bool) -> None:
+        self.main_only = main_only
+        self.statuses: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+        self.metrics: dict[str, Counter[str]] = {}
+        self.requests = 0
+        self.throttles = 0
+        self.wait_seconds = 0.0
+        self.dry_run = False
+        self.notes: list[str] = []
+
+    def add(self, outcomes: pd.DataFrame) -> None:
+        """Count outcomes with `record_id`, `status`, `reason` and `metric` columns."""
+        if outcomes.empty:
+            return
+        rows = outcomes
+        if self.main_only:
+            rows = outcomes[~outcomes["record_id"].astype(str).str.contains(":")]
+        self.statuses.update(rows["status"].astype(str).tolist())
+        self.reasons.update(report.reason_counts(outcomes))
+        if self.main_only:
+            for metric, counts in report.metric_counts(outcomes).items():
+                self.metrics.setdefault(metric, Counter()).update(counts)
+
+    def add_report(self, sync_report: SyncReport) -> None:
+        """Count one chunk's sync report."""
+        self.add(sync_report.outcomes)
+        self.requests += sync_report.requests
+        self.throttles += sync_report.throttles
+        self.wait_seconds += sync_report.wait_seconds
+        self.dry_run = self.dry_run or sync_report.dry_run
+        self.notes.extend(note for note in sync_report.notes if note not in self.notes)
+
+    def outcome(self, rows_read: int, backfill: bool) -> SyncOutcome:
+        return SyncOutcome(
+            rows_read=rows_read,
+            status_counts={state: self.statuses.get(state, 0) for state in TERMINAL_STATES},
+            reason_counts=dict(sorted(self.reasons.items())),
+            metric_counts={k: dict(v) for k, v in sorted(self.metrics.items())} if self.main_only else None,
+            requests=self.requests,
+            throttled=self.throttles,
+            wait_seconds=self.wait_seconds,
+            dry_run=self.dry_run,
+            backfill=backfill,
+            notes=self.notes,
+        )
+
+
+def _record_settled(
+    settled: PartitionTable, stream: str, sync_log: SyncLog, tally: _Tally, partition: str, run_id: str
+) -> int:
+    """Write the rows settled before sending to the sync log and count them."""
+    count = 0
+    for chunk in settled.chunks():
+        rows = _stream(chunk, stream)
+        sync_log.record(settled_log_rows(rows, stream, partition, run_id))
+        tally.add(rows)
+        count += len(rows)
+    return count
 
 
 def run_event_sync(
     config: PipelineConfig,
     klaviyo: KlaviyoResource,
-    records: pd.DataFrame,
-    settled: pd.DataFrame,
+    records: PartitionTable,
+    settled: PartitionTable,
     *,
     partition: str,
     run_id: str,
@@ -111,48 +148,51 @@ def run_event_sync(
     backfill: bool,
     logger: Any = None,
 ) -> SyncOutcome:
-    """Send one partition's events and count one outcome per input row."""
+    """Send one partition's events chunk by chunk and count one outcome per input row."""
     log = logger or _logger
     sync_log = SyncLog(state_database)
-    event_settled = _stream(settled, "event")
-    sync_log.record(settled_log_rows(event_settled, "event", partition, run_id))
+    tally = _Tally(main_only=True)
+    settled_rows = _record_settled(settled, "event", sync_log, tally, partition, run_id)
     client = klaviyo.get_client(config.sync, log)
-    sync_report = sync_events(
-        records,
-        client,
-        config.sync,
-        sync_log,
-        partition=partition,
-        run_id=run_id,
-        backfill=backfill,
-        logger=log,
-    )
-    main_records = (
-        int((~records["record_id"].astype(str).str.contains(":")).sum()) if len(records) else 0
-    )
-    rows_read = int(settled.attrs.get("rows_read", main_records + len(event_settled)))
-    return _combine(sync_report, event_settled, rows_read, main_only=True, backfill=backfill)
+    main_records = 0
+    for chunk in records.chunks():
+        main_records += int((~chunk["record_id"].astype(str).str.contains(":")).sum())
+        tally.add_report(sync_events(
+            chunk, client, config.sync, sync_log,
+            partition=partition, run_id=run_id, backfill=backfill, logger=log,
+        ))
+    if not len(records):
+        tally.add_report(sync_events(
+            pd.DataFrame(), client, config.sync, sync_log,
+            partition=partition, run_id=run_id, backfill=backfill, logger=log,
+        ))
+    rows_read = int(settled.attrs.get("rows_read", main_records + settled_rows))
+    return tally.outcome(rows_read, backfill)
 
 
 def run_profile_sync(
     config: PipelineConfig,
     klaviyo: KlaviyoResource,
-    records: pd.DataFrame,
-    settled: pd.DataFrame,
+    records: PartitionTable,
+    settled: PartitionTable,
     *,
     partition: str,
     run_id: str,
     state_database: str,
     logger: Any = None,
 ) -> SyncOutcome:
-    """Upsert one partition's profiles and count one outcome per profile candidate."""
+    """Upsert one partition's profiles chunk by chunk and count one outcome per candidate."""
     log = logger or _logger
     sync_log = SyncLog(state_database)
-    profile_settled = _stream(settled, "profile")
-    sync_log.record(settled_log_rows(profile_settled, "profile", partition, run_id))
+    tally = _Tally(main_only=False)
+    settled_rows = _record_settled(settled, "profile", sync_log, tally, partition, run_id)
     client = klaviyo.get_client(config.sync, log)
-    sync_report = sync_profiles(
-        records, client, config.sync, sync_log, partition=partition, run_id=run_id, logger=log
-    )
-    rows_read = len(records) + len(profile_settled)
-    return _combine(sync_report, profile_settled, rows_read, main_only=False, backfill=False)
+    for chunk in records.chunks():
+        tally.add_report(sync_profiles(
+            chunk, client, config.sync, sync_log, partition=partition, run_id=run_id, logger=log,
+        ))
+    if not len(records):
+        tally.add_report(sync_profiles(
+            pd.DataFrame(), client, config.sync, sync_log, partition=partition, run_id=run_id, logger=log,
+        ))
+    return tally.outcome(len(records) + settled_rows, backfill=False)

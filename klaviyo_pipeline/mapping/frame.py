@@ -45,6 +45,10 @@ class EventFrame:
         self._column_set = set(self._columns)
         self._cache: dict[str, list[Any]] = {}
 
+    def is_scalar_column(self, path: str) -> bool:
+        """Return whether `path` is a column whose cells can only be scalars (not objects)."""
+        return path in self._column_set and self.df[path].dtype != object
+
     def path(self, path: str) -> list[Any]:
         """Return the values at a dotted event path, one per row."""
         cached = self._cache.get(path)

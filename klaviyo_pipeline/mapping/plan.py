@@ -72,7 +72,9 @@ def _compile_key(path: str, static: Any) -> ColumnFunction:
     fallback = cast_to_property(static)
 
     def evaluate(frame: EventFrame) -> list[Any]:
-        values = _cast_all(frame.path(path))
+        values = frame.path(path)
+        if not frame.is_scalar_column(path):
+            values = _cast_all(values)
         if fallback is UNDEFINED:
             return values
         return [fallback if value is UNDEFINED else value for value in values]
