@@ -121,7 +121,7 @@ def test_sdk_does_not_retry_500(open_server: LocalKlaviyoServer) -> None:
 
 def test_delay_triggers_client_timeout(open_server: LocalKlaviyoServer) -> None:
     client = make_client(open_server.base_url)
-    open_server.set_faults({"next": 1, "delay_seconds": 0.5})
+    open_server.set_faults({"next": 1, "delay_seconds": 1.0})
 
     with pytest.raises(urllib3.exceptions.ReadTimeoutError):
         client.Events.create_event(create_event_body(), _request_timeout=0.1)
@@ -135,7 +135,7 @@ def test_delay_triggers_client_timeout(open_server: LocalKlaviyoServer) -> None:
     while len(open_server.events()) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert {event["unique_id"] for event in open_server.events()} == {"order-1", "after"}
-    assert open_server.requests()[1]["fault"] == "delay_0.5s"
+    assert open_server.requests()[1]["fault"] == "delay_1s"
 
 
 @pytest.mark.parametrize("mode", ["before_body", "after_body"])
