@@ -105,7 +105,9 @@ def build_assets(config: PipelineConfig) -> list[Any]:
             f"Normalized {table.rows:,} events for {context.partition_key}; "
             f"{unsendable:,} cannot be sent"
         )
-        return Output(table, metadata={"dagster/row_count": table.rows, "rows_unsendable": unsendable})
+        return Output(
+            table, metadata={"dagster/row_count": table.rows, "rows_unsendable": unsendable}
+        )
 
     @multi_asset(
         group_name=GROUP,
@@ -136,20 +138,42 @@ def build_assets(config: PipelineConfig) -> list[Any]:
             f"{mapped.events.rows:,} events, "
             f"{mapped.profiles.rows:,} profiles and {mapped.outcomes.rows:,} settled rows"
         )
-        settled = mapped.outcomes.read() if mapped.outcomes.rows <= 100_000 else _first_chunk(mapped.outcomes)
-        yield Output(mapped.events, "klaviyo_event_records", metadata={
-            "dagster/row_count": mapped.events.rows,
-            "preview": MetadataValue.md(report.preview_markdown(_first_chunk(mapped.events), EVENT_PREVIEW)),
-        })
-        yield Output(mapped.profiles, "klaviyo_profile_records", metadata={
-            "dagster/row_count": mapped.profiles.rows,
-            "preview": MetadataValue.md(report.preview_markdown(_first_chunk(mapped.profiles), PROFILE_PREVIEW)),
-        })
-        yield Output(mapped.outcomes, "rejected_rows", metadata={
-            "dagster/row_count": mapped.outcomes.rows,
-            "reasons": MetadataValue.json(report.reason_counts(settled) if len(settled) else {}),
-            "warnings": MetadataValue.json(mapped.warnings),
-        })
+        settled = (
+            mapped.outcomes.read()
+            if mapped.outcomes.rows <= 100_000
+            else _first_chunk(mapped.outcomes)
+        )
+        yield Output(
+            mapped.events,
+            "klaviyo_event_records",
+            metadata={
+                "dagster/row_count": mapped.events.rows,
+                "preview": MetadataValue.md(
+                    report.preview_markdown(_first_chunk(mapped.events), EVENT_PREVIEW)
+                ),
+            },
+        )
+        yield Output(
+            mapped.profiles,
+            "klaviyo_profile_records",
+            metadata={
+                "dagster/row_count": mapped.profiles.rows,
+                "preview": MetadataValue.md(
+                    report.preview_markdown(_first_chunk(mapped.profiles), PROFILE_PREVIEW)
+                ),
+            },
+        )
+        yield Output(
+            mapped.outcomes,
+            "rejected_rows",
+            metadata={
+                "dagster/row_count": mapped.outcomes.rows,
+                "reasons": MetadataValue.json(
+                    report.reason_counts(settled) if len(settled) else {}
+                ),
+                "warnings": MetadataValue.json(mapped.warnings),
+            },
+        )
 
     @asset(
         group_name=GROUP,

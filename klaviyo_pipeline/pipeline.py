@@ -73,7 +73,9 @@ def read_source_events(
     return pd.concat(chunks, ignore_index=True)
 
 
-def write_source_events(config: PipelineConfig, partition_key: str, logger: Any = None) -> PartitionTable:
+def write_source_events(
+    config: PipelineConfig, partition_key: str, logger: Any = None
+) -> PartitionTable:
     """Copy one partition's source rows into a partition table, chunk by chunk."""
     window = partition_window(config, partition_key)
     writer = _writer(config, "source_events", partition_key)
@@ -130,18 +132,24 @@ def write_normalized_events(
     return writer.close({"rows_unsendable": rejected})
 
 
-def map_partition(config: PipelineConfig, partition_key: str, events: pd.DataFrame) -> MappedPartition:
+def map_partition(
+    config: PipelineConfig, partition_key: str, events: pd.DataFrame
+) -> MappedPartition:
     """Map normalized events into event records, profile records and settled outcomes."""
     return build_records(events, config, partition_key)
 
 
-def write_records(config: PipelineConfig, partition_key: str, events: PartitionTable) -> MappedTables:
+def write_records(
+    config: PipelineConfig, partition_key: str, events: PartitionTable
+) -> MappedTables:
     """Map a normalized events table chunk by chunk into record and outcome tables.
 
     An event that repeats the (profile, metric, unique_id) of an earlier chunk's event is
     settled as deduplicated once every chunk is written, so the first one wins overall.
     """
-    builder = RecordBuilder(compile_destination(config), config.normalize, config.ecommerce, partition_key)
+    builder = RecordBuilder(
+        compile_destination(config), config.normalize, config.ecommerce, partition_key
+    )
     event_writer = _writer(config, "klaviyo_event_records", partition_key)
     outcome_writer = _writer(config, "rejected_rows", partition_key)
     profile_writer = _writer(config, "klaviyo_profile_records", partition_key)
@@ -174,7 +182,9 @@ def write_records(config: PipelineConfig, partition_key: str, events: PartitionT
     )
 
 
-def _drop_cross_chunk_duplicates(table: PartitionTable, config: PipelineConfig, partition_key: str) -> pd.DataFrame:
+def _drop_cross_chunk_duplicates(
+    table: PartitionTable, config: PipelineConfig, partition_key: str
+) -> pd.DataFrame:
     """Remove later repeats of an event key from a multi-chunk table; return their outcomes."""
     if len(table.parts) < 2:
         return pd.DataFrame(columns=list(OUTCOME_COLUMNS))
@@ -195,17 +205,19 @@ def _drop_cross_chunk_duplicates(table: PartitionTable, config: PipelineConfig, 
     for filename, group in repeats.groupby("filename"):
         chunk = read_part(Path(filename))
         rewrite_part(filename, chunk[~chunk["record_id"].isin(set(group["record_id"]))])
-    return pd.DataFrame({
-        "row_id": repeats["row_id"].astype("int64"),
-        "record_id": repeats["record_id"],
-        "stream": "event",
-        "status": Status.DEDUPLICATED.value,
-        "reason": Reason.DUPLICATE_UNIQUE_ID.value,
-        "detail": "an earlier row of this partition has the same profile, metric and unique_id",
-        "metric": repeats["metric"],
-        "unique_id": repeats["unique_id"],
-        "identity": None,
-    })
+    return pd.DataFrame(
+        {
+            "row_id": repeats["row_id"].astype("int64"),
+            "record_id": repeats["record_id"],
+            "stream": "event",
+            "status": Status.DEDUPLICATED.value,
+            "reason": Reason.DUPLICATE_UNIQUE_ID.value,
+            "detail": "an earlier row of this partition has the same profile, metric and unique_id",
+            "metric": repeats["metric"],
+            "unique_id": repeats["unique_id"],
+            "identity": None,
+        }
+    )
 
 
 __all__ = [

@@ -113,7 +113,9 @@ class _Tally:
             rows_read=rows_read,
             status_counts={state: self.statuses.get(state, 0) for state in TERMINAL_STATES},
             reason_counts=dict(sorted(self.reasons.items())),
-            metric_counts={k: dict(v) for k, v in sorted(self.metrics.items())} if self.main_only else None,
+            metric_counts={k: dict(v) for k, v in sorted(self.metrics.items())}
+            if self.main_only
+            else None,
             requests=self.requests,
             throttled=self.throttles,
             wait_seconds=self.wait_seconds,
@@ -124,7 +126,12 @@ class _Tally:
 
 
 def _record_settled(
-    settled: PartitionTable, stream: str, sync_log: SyncLog, tally: _Tally, partition: str, run_id: str
+    settled: PartitionTable,
+    stream: str,
+    sync_log: SyncLog,
+    tally: _Tally,
+    partition: str,
+    run_id: str,
 ) -> int:
     """Write the rows settled before sending to the sync log and count them."""
     count = 0
@@ -157,15 +164,31 @@ def run_event_sync(
     main_records = 0
     for chunk in records.chunks():
         main_records += int((~chunk["record_id"].astype(str).str.contains(":")).sum())
-        tally.add_report(sync_events(
-            chunk, client, config.sync, sync_log,
-            partition=partition, run_id=run_id, backfill=backfill, logger=log,
-        ))
+        tally.add_report(
+            sync_events(
+                chunk,
+                client,
+                config.sync,
+                sync_log,
+                partition=partition,
+                run_id=run_id,
+                backfill=backfill,
+                logger=log,
+            )
+        )
     if not len(records):
-        tally.add_report(sync_events(
-            pd.DataFrame(), client, config.sync, sync_log,
-            partition=partition, run_id=run_id, backfill=backfill, logger=log,
-        ))
+        tally.add_report(
+            sync_events(
+                pd.DataFrame(),
+                client,
+                config.sync,
+                sync_log,
+                partition=partition,
+                run_id=run_id,
+                backfill=backfill,
+                logger=log,
+            )
+        )
     rows_read = int(settled.attrs.get("rows_read", main_records + settled_rows))
     return tally.outcome(rows_read, backfill)
 
@@ -188,11 +211,27 @@ def run_profile_sync(
     settled_rows = _record_settled(settled, "profile", sync_log, tally, partition, run_id)
     client = klaviyo.get_client(config.sync, log)
     for chunk in records.chunks():
-        tally.add_report(sync_profiles(
-            chunk, client, config.sync, sync_log, partition=partition, run_id=run_id, logger=log,
-        ))
+        tally.add_report(
+            sync_profiles(
+                chunk,
+                client,
+                config.sync,
+                sync_log,
+                partition=partition,
+                run_id=run_id,
+                logger=log,
+            )
+        )
     if not len(records):
-        tally.add_report(sync_profiles(
-            pd.DataFrame(), client, config.sync, sync_log, partition=partition, run_id=run_id, logger=log,
-        ))
+        tally.add_report(
+            sync_profiles(
+                pd.DataFrame(),
+                client,
+                config.sync,
+                sync_log,
+                partition=partition,
+                run_id=run_id,
+                logger=log,
+            )
+        )
     return tally.outcome(len(records) + settled_rows, backfill=False)

@@ -58,7 +58,9 @@ def _arrow_table(chunk: pd.DataFrame) -> pa.Table:
                     raise pa.ArrowTypeError("nested values are pickled to keep their exact shape")
                 continue
             except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
-                columns[name] = pa.array([pickle.dumps(value) for value in series], type=pa.binary())
+                columns[name] = pa.array(
+                    [pickle.dumps(value) for value in series], type=pa.binary()
+                )
                 pickled.append(name)
                 continue
         columns[name] = pa.Array.from_pandas(series)
@@ -74,7 +76,9 @@ def read_part(path: Path) -> pd.DataFrame:
     pickled = [name for name in metadata.get(_PICKLED_COLUMNS_KEY, b"").decode().split(",") if name]
     frame = table.to_pandas(types_mapper=_types_mapper)
     for name in pickled:
-        frame[name] = pd.Series([pickle.loads(cell) for cell in frame[name]], index=frame.index, dtype=object)
+        frame[name] = pd.Series(
+            [pickle.loads(cell) for cell in frame[name]], index=frame.index, dtype=object
+        )
     return frame
 
 
