@@ -68,6 +68,9 @@ class LocalKlaviyoHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    # socketserver's default listen backlog of 5 drops connections when many clients
+    # connect at once, and a dropped SYN costs the client a 1 s retransmit.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], app: LocalKlaviyoApp) -> None:
         super().__init__(address, KlaviyoRequestHandler)
