@@ -1,9 +1,11 @@
 """Sync log: one row per record and run in the DuckDB state database.
 
-The log drives resume, retry and reporting. Each row contains the record's partition,
-stream (``event`` or ``profile``), ids, masked identity, a hash of the profile key (never
-the raw email), content hash, terminal status and reason, Klaviyo's error code and
-detail, the number of HTTP attempts, the run id and the time.
+The log drives resume, retry and reporting. Each row describes one record in one run:
+
+* partition, stream (``event`` or ``profile``), record id, row id and run id;
+* unique_id, metric, masked identity and a hash of the profile key (never the raw email);
+* content hash, terminal status and reason, and Klaviyo's error code and detail;
+* the number of HTTP attempts and the time.
 
 Crash safety: a sync writes every record of a run as ``failed`` / ``not_attempted``
 before its first request, then overwrites the rows of each batch with their outcome as
@@ -13,10 +15,12 @@ duplicate an event, because Klaviyo keeps only the first event per (profile, met
 unique_id) and the records carry deterministic unique_ids. A profile sent twice is the
 same upsert twice.
 
-Concurrency: DuckDB allows one writing process per database file, and the process holds
+Concurrency: DuckDB allows one writing process per database file, and the process keeps
 the file lock while a connection is open. Every operation therefore opens its own
-connection and closes it at once, and retries for up to `lock_timeout_seconds` when
-another process holds the lock or a concurrent write in this process conflicts.
+connection and closes it at once, and retries for up to `lock_timeout_seconds` while
+another process has the lock. Within a process, operations on one file take turns under
+a lock, because DuckDB 2.0 fails with "pandas_scan does not exist" when threads register
+frames on connections to the same database at the same time.
 """
 
 from __future__ import annotations
@@ -66,6 +70,17 @@ _CREATE_TABLE = (
 )
 
 _LOCK_MESSAGES = ("lock", "conflict", "could not set lock")
+# The log needs only core SQL, so DuckDB must not load or download extensions.
+_CONNECT_CONFIG = {"autoload_known_extensions": False, "autoinstall_known_extensions": False}
+
+_path_locks: dict[str, threading.Lock] = {}
+_path_locks_guard = threading.Lock()
+
+
+def _lock_for(path: Path) -> threading.Lock:
+    key = str(path.resolve())
+    with _path_locks_guard:
+        return _path_locks.setdefault(key, threading.Lock())
 
 
 def hash_key(*parts: Any) -> str:
@@ -87,7 +102,7 @@ class SyncLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock_timeout_seconds = lock_timeout_seconds
         self._created = False
-        self._create_lock = threading.Lock()
+        self._process_lock = _lock_for(self.path)
 
     def __repr__(self) -> str:
         return f"SyncLog({str(self.path)!r})"
@@ -112,6 +127,8 @@ class SyncLog:
     def prior_outcomes(self, partition: str, stream: str) -> pd.DataFrame:
         """Return what earlier runs recorded per record key of a partition and stream.
 
+        Rows with status ``deduplicated`` are left out.
+
         Returns:
             One row per ``record_key`` with the latest ``status``, ``reason``,
             ``klaviyo_code``, ``klaviyo_detail`` and ``content_hash``, plus
@@ -120,7 +137,10 @@ class SyncLog:
         """
         query = """
             WITH keyed AS (
-                SELECT * FROM sync_log WHERE partition = ? AND stream = ?
+                -- A deduplicated row shares its key with the record that was kept and
+                -- says nothing about what Klaviyo has.
+                SELECT * FROM sync_log
+                WHERE partition = ? AND stream = ? AND status <> 'deduplicated'
             ),
             latest AS (
                 SELECT record_key,
@@ -186,7 +206,10 @@ class SyncLog:
         delay = 0.01
         while True:
             try:
-                with duckdb.connect(str(self.path)) as connection:
+                with (
+                    self._process_lock,
+                    duckdb.connect(str(self.path), config=_CONNECT_CONFIG) as connection,
+                ):
                     self._ensure_table(connection)
                     return operation(connection)
             except (duckdb.IOException, duckdb.TransactionException) as error:
@@ -201,10 +224,9 @@ class SyncLog:
     def _ensure_table(self, connection: duckdb.DuckDBPyConnection) -> None:
         if self._created:
             return
-        with self._create_lock:
-            connection.execute("CREATE SEQUENCE IF NOT EXISTS sync_log_seq")
-            connection.execute(_CREATE_TABLE)
-            self._created = True
+        connection.execute("CREATE SEQUENCE IF NOT EXISTS sync_log_seq")
+        connection.execute(_CREATE_TABLE)
+        self._created = True
 
 
 def _insert(connection: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> None:

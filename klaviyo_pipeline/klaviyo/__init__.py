@@ -1,4 +1,10 @@
-"""Klaviyo client layer: the interface the sync calls and its SDK, fake and dry-run clients."""
+"""Klaviyo client layer: the interface the sync calls and its SDK, fake and dry-run clients.
+
+``KlaviyoResource`` is imported on first use, so code that only needs a client does not
+pay for importing Dagster.
+"""
+
+from typing import Any
 
 from klaviyo_pipeline.klaviyo.classify import (
     SDK_INVALID,
@@ -27,7 +33,6 @@ from klaviyo_pipeline.klaviyo.errors import (
 )
 from klaviyo_pipeline.klaviyo.fake import FakeKlaviyoClient
 from klaviyo_pipeline.klaviyo.rate_limit import RateLimiter, shared_rate_limiter
-from klaviyo_pipeline.klaviyo.resource import KlaviyoResource
 from klaviyo_pipeline.klaviyo.sdk_client import SdkKlaviyoClient
 
 __all__ = [
@@ -57,3 +62,11 @@ __all__ = [
     "get_all_import_errors",
     "shared_rate_limiter",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "KlaviyoResource":
+        from klaviyo_pipeline.klaviyo.resource import KlaviyoResource
+
+        return KlaviyoResource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,6 +33,9 @@ WINDOW_MARGIN_SHARE = 0.02
 WINDOW_MARGIN_SECONDS = 0.02
 # Pause after a 429 without Retry-After, in real seconds: one burst window of Klaviyo.
 DEFAULT_THROTTLE_PAUSE_SECONDS = 1.0
+# Maximum pause taken from a header, in seconds. Klaviyo's windows are at most 60 s long, so a longer
+# value is treated as malformed; the retry budget then decides how long to keep trying.
+MAX_PAUSE_SECONDS = 120.0
 
 
 @dataclass
@@ -116,11 +119,13 @@ class RateLimiter:
             endpoint: The endpoint called.
             headers: The response's parsed rate-limit headers.
             throttled: True for a 429 response. It pauses the endpoint for ``Retry-After``
-                seconds, or for one burst window if the header is missing.
+                seconds, or for one (time-scaled) burst window if the header is missing.
         """
         if throttled:
             seconds = headers.retry_after_seconds
-            self.pause(endpoint, DEFAULT_THROTTLE_PAUSE_SECONDS if seconds is None else seconds)
+            if seconds is None:
+                seconds = DEFAULT_THROTTLE_PAUSE_SECONDS / self._time_scale
+            self.pause(endpoint, seconds)
             with self._lock:
                 self._throttles += 1
             return
@@ -128,10 +133,13 @@ class RateLimiter:
             self.pause(endpoint, headers.reset_seconds)
 
     def pause(self, endpoint: str, seconds: float) -> None:
-        """Let no request to `endpoint` start for `seconds` real seconds from now."""
+        """Let no request to `endpoint` start for `seconds` real seconds from now.
+
+        Pauses longer than ``MAX_PAUSE_SECONDS`` are shortened to it.
+        """
         with self._lock:
             state = self._state(endpoint)
-            until = self._clock() + seconds
+            until = self._clock() + min(seconds, MAX_PAUSE_SECONDS)
             state.paused_until = max(state.paused_until, until)
 
     def stats(self) -> LimiterStats:

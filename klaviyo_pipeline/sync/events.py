@@ -256,7 +256,7 @@ class _EventSender:
             "%s: Klaviyo rejected %d event(s) of metric %s: %s %s",
             description,
             len(positions),
-            self.session.records["metric"].iat[positions[0]],
+            str(self.session.records["metric"].iat[positions[0]])[:60],
             error.code,
             self.session.ledger.detail[positions[0]],
         )

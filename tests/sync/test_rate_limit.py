@@ -7,7 +7,7 @@ import time
 
 from klaviyo_pipeline.config import RateLimitConfig
 from klaviyo_pipeline.klaviyo import RateLimiter, RateLimitHeaders, shared_rate_limiter
-from klaviyo_pipeline.klaviyo.rate_limit import account_key
+from klaviyo_pipeline.klaviyo.rate_limit import MAX_PAUSE_SECONDS, account_key
 
 
 class FakeClock:
@@ -176,3 +176,15 @@ def test_account_key_hides_api_key():
 
     assert "pk_secret_value" not in key
     assert len(key) == 16
+
+
+def test_long_retry_after_is_capped():
+    clock = FakeClock()
+    limiter = make_limiter(clock)
+    limiter.observe(
+        "event_bulk_create", RateLimitHeaders(retry_after_seconds=86_400), throttled=True
+    )
+    start = clock.now
+    limiter.acquire("event_bulk_create")
+
+    assert clock.now - start == MAX_PAUSE_SECONDS

@@ -515,3 +515,20 @@ def test_outcomes_follow_input_rows(fake, config, sync_log):
 
     assert report.outcomes["row_id"].tolist() == [0, 1, 2, 3, 4]
     assert isinstance(report.outcomes, pd.DataFrame)
+
+
+def test_rerun_with_duplicates_skips(fake, config, sync_log):
+    rows = [
+        event_row(1, email="a@example.com", unique_id="order-1"),
+        event_row(2, email="a@example.com", unique_id="order-1"),
+        event_row(3, email="b@example.com", unique_id="order-3", time="2099-01-01T00:00:00+00:00"),
+        event_row(4, email="b@example.com", unique_id="order-3", time="2099-01-01T00:00:00+00:00"),
+    ]
+    records = event_frame(rows)
+    run(records, fake, config, sync_log)
+    report = run(records, fake, config, sync_log, run_id="run-2")
+
+    assert report.count("sent", "already_sent") == 1
+    assert report.count("rejected", "klaviyo_invalid") == 1
+    assert report.count("deduplicated", "duplicate_unique_id") == 2
+    assert report.requests == 0

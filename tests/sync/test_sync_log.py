@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pandas as pd
 import pytest
@@ -139,3 +140,27 @@ def test_lock_timeout_raises(tmp_path):
     finally:
         process.kill()
         process.wait(timeout=30)
+
+
+def test_threads_write_concurrently(tmp_path):
+    errors: list[BaseException] = []
+
+    def write(partition: str) -> None:
+        sync_log = SyncLog(tmp_path / "state.duckdb")
+        try:
+            for run in range(10):
+                frame = rows(f"run-{run}", ["sent"] * 20).assign(partition=partition)
+                sync_log.record(frame)
+                sync_log.prior_outcomes(partition, "event")
+        except BaseException as error:  # collected and checked in the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(f"p{index}",)) for index in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    for index in range(3):
+        assert len(SyncLog(tmp_path / "state.duckdb").latest_outcomes(f"p{index}")) == 20
