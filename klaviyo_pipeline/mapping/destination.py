@@ -30,6 +30,7 @@ class RuleGroup:
     metric: list[Any] = field(default_factory=list)
     properties: list[Any] = field(default_factory=list)
     value: list[Any] = field(default_factory=list)
+    value_mapped: list[bool] = field(default_factory=list)
     currency: list[Any] = field(default_factory=list)
     unique_id: list[Any] = field(default_factory=list)
     unique_id_required: list[bool] = field(default_factory=list)
@@ -169,12 +170,15 @@ class CompiledDestination:
         group = RuleGroup(row_id=events["row_id"].tolist())
 
         metric = rule.get("name")
+        # NOTE: without a rule name the metric is the event name as written, with whitespace
+        # collapsed, so names that differ only in case become separate Klaviyo metrics.
         group.metric = [metric] * size if metric else _none(frame.path("name"))
         group.properties = self._properties(frame, rule)
         group.send_event = [not (rule.get("silent") is True or rule.get("skip") is True)] * size
 
         value_mapping = rule_settings.get("value")
         group.value = _none(self._cached(value_mapping)(frame)) if value_mapping is not None else [None] * size
+        group.value_mapped = [value_mapping is not None] * size
         currency_mapping = rule_settings.get("currency")
         group.currency = _none(self._cached(currency_mapping)(frame)) if currency_mapping is not None else [None] * size
 
