@@ -17,8 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from klaviyo_pipeline.outcomes import Reason
+from klaviyo_pipeline import settings
+from klaviyo_pipeline.outcomes import Reason, Status
 from klaviyo_pipeline.sync.pointers import PointerTarget, parse_pointer
+from klaviyo_pipeline.sync.values import is_missing, optional_text
 
 EVENT_COLUMNS = (
     "record_id",
@@ -43,11 +45,43 @@ _SEPARATOR_BYTES = 2
 
 @dataclass(frozen=True)
 class PayloadError:
-    """A record whose payload cannot be built, with the reason and a description."""
+    """A record whose payload cannot be built: its status, reason and a description."""
 
     position: int
     reason: str
     detail: str
+    status: str = Status.REJECTED.value
+
+
+IDENTIFIERS = ("email", "phone_number", "external_id")
+
+
+def check_event_record(record: dict[str, Any]) -> tuple[str, str, str] | None:
+    """Check the fields that Klaviyo requires of every event.
+
+    The records builder already enforces these rules, so a failure here means that the
+    input broke the records contract. The record is then settled here, because sending it
+    would put ``"None"`` or ``"nan"`` into Klaviyo.
+
+    Returns:
+        (status, reason, detail) for an unsendable record, or None.
+    """
+    if not any(optional_text(record.get(name)) for name in IDENTIFIERS):
+        return Status.SKIPPED, Reason.NO_IDENTIFIER, "no email, phone_number or external_id"
+    unique_id = optional_text(record.get("unique_id"))
+    if not unique_id:
+        return Status.REJECTED, Reason.UNIQUE_ID_MISSING, "the record has no unique_id"
+    if len(unique_id) > settings.MAX_UNIQUE_ID_LENGTH:
+        detail = f"unique_id is {len(unique_id)} characters, over the limit of 255"
+        return Status.REJECTED, Reason.UNIQUE_ID_TOO_LONG, detail
+    if not optional_text(record.get("metric")):
+        return Status.REJECTED, Reason.INVALID_NAME, "the record has no metric name"
+    if is_missing(record.get("time")):
+        return Status.REJECTED, Reason.TIME_MISSING, "the record has no time"
+    value = record.get("value")
+    if not is_missing(value) and not math.isfinite(float(value)):
+        return Status.REJECTED, Reason.VALUE_INVALID, f"value {value!r} is not a finite number"
+    return None
 
 
 @dataclass
@@ -83,7 +117,7 @@ def parse_json_object(text: Any) -> dict[str, Any] | None:
     Raises:
         ValueError: The text is not a JSON object, or contains NaN or Infinity.
     """
-    if text is None or (isinstance(text, float) and math.isnan(text)):
+    if is_missing(text):
         return None
     value = json.loads(text, parse_constant=_reject_constant)
     if not isinstance(value, dict):
@@ -103,18 +137,13 @@ def normalize_time(text: str) -> str:
     return moment.isoformat()
 
 
-def _present(value: Any) -> bool:
-    if value is None:
-        return False
-    return not (isinstance(value, float) and math.isnan(value))
-
-
 def profile_resource(record: dict[str, Any], properties: dict[str, Any] | None) -> dict[str, Any]:
-    """Build the inline profile of an event item; absent identifiers are left out, never null."""
+    """Build the inline profile of an event item.
+
+    Absent and empty identifiers are left out rather than sent as null or "".
+    """
     attributes = {
-        name: str(record[name])
-        for name in ("email", "phone_number", "external_id")
-        if _present(record.get(name))
+        name: str(record[name]) for name in IDENTIFIERS if optional_text(record.get(name))
     }
     if properties:
         attributes["properties"] = properties
@@ -132,9 +161,9 @@ def event_resource(
         "backfill": backfill,
         "metric": {"data": {"type": "metric", "attributes": {"name": str(record["metric"])}}},
     }
-    if _present(record.get("value")):
+    if not is_missing(record.get("value")):
         attributes["value"] = float(record["value"])
-    if _present(record.get("value_currency")):
+    if not is_missing(record.get("value_currency")):
         attributes["value_currency"] = str(record["value_currency"])
     return {"type": "event", "attributes": attributes}
 
@@ -170,6 +199,11 @@ def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads
     """Build the event and profile resources of every record and measure their sizes."""
     payloads = EventPayloads(backfill=backfill)
     for position, record in enumerate(records[list(EVENT_COLUMNS)].to_dict("records")):
+        problem = check_event_record(record)
+        if problem is not None:
+            status, reason, detail = problem
+            _add_error(payloads, position, reason, detail, status)
+            continue
         try:
             properties = parse_json_object(record["properties"]) or {}
             profile_properties = parse_json_object(record["profile_properties"])
@@ -196,8 +230,14 @@ def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads
     return payloads
 
 
-def _add_error(payloads: EventPayloads, position: int, reason: str, detail: str) -> None:
-    payloads.errors.append(PayloadError(position, str(reason), detail))
+def _add_error(
+    payloads: EventPayloads,
+    position: int,
+    reason: str,
+    detail: str,
+    status: str = Status.REJECTED.value,
+) -> None:
+    payloads.errors.append(PayloadError(position, str(reason), detail, str(status)))
     payloads.events.append(None)
     payloads.event_bytes.append(0)
     payloads.groups.append("")
@@ -207,7 +247,7 @@ def _group_key(record: dict[str, Any]) -> str:
     # Events of one profile share an item only if the profile they carry is identical.
     parts = [record["profile_key"], record["email"], record["phone_number"], record["external_id"]]
     parts.append(record["profile_properties"])
-    return json.dumps([None if not _present(part) else str(part) for part in parts])
+    return json.dumps([optional_text(part) for part in parts])
 
 
 def order_by_profile(positions: list[int], groups: list[str]) -> list[int]:

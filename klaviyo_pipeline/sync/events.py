@@ -98,8 +98,7 @@ def sync_events(
     session.skip_settled(immutable=True)
 
     payloads = build_event_payloads(ordered, backfill)
-    for error in payloads.errors:
-        session.ledger.mark_rejected([error.position], error.reason, None, error.detail)
+    session.settle_payload_errors(payloads.errors)
     batches = _plan(session, payloads)
     session.write()
 

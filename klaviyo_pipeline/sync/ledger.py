@@ -12,6 +12,7 @@ from klaviyo_pipeline.klaviyo.dry_run import DRY_RUN
 from klaviyo_pipeline.klaviyo.errors import mask_emails_in_text
 from klaviyo_pipeline.masking import mask_identity
 from klaviyo_pipeline.outcomes import Reason, Status
+from klaviyo_pipeline.sync.values import optional_text
 from klaviyo_pipeline.sync_log import hash_key
 
 OUTCOME_COLUMNS = (
@@ -27,7 +28,7 @@ OUTCOME_COLUMNS = (
 
 
 def _optional_text(values: Iterable[Any]) -> list[str | None]:
-    return [None if value is None or value != value else str(value) for value in values]
+    return [optional_text(value) for value in values]
 
 
 class Ledger:

@@ -7,16 +7,16 @@ SDK's defaults. Klaviyo limits a job to 10,000 profiles and 5 MB, and a profile 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from klaviyo_pipeline import settings
-from klaviyo_pipeline.outcomes import Reason
+from klaviyo_pipeline.outcomes import Reason, Status
 from klaviyo_pipeline.sync.event_bodies import PayloadError, parse_json_object
 from klaviyo_pipeline.sync.pointers import PointerTarget, parse_pointer
+from klaviyo_pipeline.sync.values import optional_text
 
 PROFILE_COLUMNS = (
     "record_id",
@@ -63,17 +63,13 @@ def import_body(profiles: list[dict[str, Any]]) -> dict[str, Any]:
 EMPTY_BODY_BYTES = len(json.dumps(import_body([])))
 
 
-def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
-
-
 def profile_import_resource(record: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any]:
     """Build one profile resource: the identifiers, then the other attributes.
 
-    Absent identifiers are left out rather than sent as null, because a null clears the
-    field on the profile.
+    Absent and empty identifiers are left out rather than sent as null or "", because a
+    null clears the field on the profile.
     """
-    merged = {name: str(record[name]) for name in IDENTIFIERS if _present(record.get(name))}
+    merged = {name: str(record[name]) for name in IDENTIFIERS if optional_text(record.get(name))}
     for name, value in attributes.items():
         if name not in merged:
             merged[name] = value
@@ -84,6 +80,10 @@ def build_profile_payloads(records: pd.DataFrame) -> ProfilePayloads:
     """Build the profile resource of every record and measure its size."""
     payloads = ProfilePayloads()
     for position, record in enumerate(records[list(PROFILE_COLUMNS)].to_dict("records")):
+        if not any(optional_text(record.get(name)) for name in IDENTIFIERS):
+            detail = "no email, phone_number or external_id"
+            _add_error(payloads, position, Reason.NO_IDENTIFIER, detail, record, Status.SKIPPED)
+            continue
         try:
             attributes = parse_json_object(record["attributes"]) or {}
         except ValueError as error:
@@ -103,9 +103,14 @@ def build_profile_payloads(records: pd.DataFrame) -> ProfilePayloads:
 
 
 def _add_error(
-    payloads: ProfilePayloads, position: int, reason: str, detail: str, record: dict[str, Any]
+    payloads: ProfilePayloads,
+    position: int,
+    reason: str,
+    detail: str,
+    record: dict[str, Any],
+    status: str = Status.REJECTED.value,
 ) -> None:
-    payloads.errors.append(PayloadError(position, str(reason), detail))
+    payloads.errors.append(PayloadError(position, str(reason), detail, str(status)))
     payloads.profiles.append(None)
     payloads.profile_bytes.append(0)
     payloads.keys.append(str(record["profile_key"]))

@@ -105,8 +105,7 @@ def sync_profiles(
     session.skip_settled(immutable=False)
 
     payloads = build_profile_payloads(ordered)
-    for error in payloads.errors:
-        session.ledger.mark_rejected([error.position], error.reason, None, error.detail)
+    session.settle_payload_errors(payloads.errors)
     max_profiles = min(config.profile_batch_size, settings.MAX_PROFILES_PER_IMPORT_JOB)
     batches = plan_profile_batches(
         session.ledger.undecided(), payloads, max_profiles, settings.MAX_PAYLOAD_BYTES

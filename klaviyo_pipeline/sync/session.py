@@ -14,6 +14,7 @@ from klaviyo_pipeline.config import SyncConfig
 from klaviyo_pipeline.klaviyo.classify import SDK_INVALID
 from klaviyo_pipeline.klaviyo.client import KlaviyoClient
 from klaviyo_pipeline.outcomes import Reason, Status
+from klaviyo_pipeline.sync.event_bodies import PayloadError
 from klaviyo_pipeline.sync.ledger import OUTCOME_COLUMNS, Ledger
 from klaviyo_pipeline.sync.report import SyncReport
 from klaviyo_pipeline.sync.retry import RequestRunner
@@ -176,6 +177,14 @@ class SyncSession:
                 f"{len(carried)} {self.stream}s were rejected by Klaviyo in an earlier run "
                 "and were not sent again because their content has not changed."
             )
+
+    def settle_payload_errors(self, errors: Iterable[PayloadError]) -> None:
+        """Record the records whose payload could not be built, with their status and reason."""
+        for error in errors:
+            if error.status == Status.REJECTED.value:
+                self.ledger.mark_rejected([error.position], error.reason, None, error.detail)
+            else:
+                self.ledger.mark([error.position], error.status, error.reason, None, error.detail)
 
     def write(self, positions: Iterable[int] | None = None) -> None:
         """Write the outcomes of the positions, or of every record, to the sync log."""

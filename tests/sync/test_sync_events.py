@@ -532,3 +532,28 @@ def test_rerun_with_duplicates_skips(fake, config, sync_log):
     assert report.count("rejected", "klaviyo_invalid") == 1
     assert report.count("deduplicated", "duplicate_unique_id") == 2
     assert report.requests == 0
+
+
+def test_contract_breaks_settled(fake, config, sync_log):
+    rows = [event_row(i) for i in range(6)]
+    rows[1] = dict(event_row(1), email=None, profile_key="none")
+    rows[2] = dict(event_row(2), unique_id=None)
+    rows[3] = dict(event_row(3), metric="")
+    rows[4] = dict(event_row(4), value=float("inf"))
+    rows[5] = dict(event_row(5), time=None)
+    records = event_frame(rows)
+    records["email"] = records["email"].astype(object)
+    records.loc[0, "phone_number"] = pd.NA
+    report = run(records, fake, config, sync_log)
+    outcomes = report.outcomes.set_index("record_id")
+
+    assert outcomes.loc["0", "status"] == "sent"
+    assert outcomes.loc["1", "reason"] == "no_identifier"
+    assert outcomes.loc["1", "status"] == "skipped"
+    assert outcomes.loc["2", "reason"] == "unique_id_missing"
+    assert outcomes.loc["3", "reason"] == "invalid_name"
+    assert outcomes.loc["4", "reason"] == "value_invalid"
+    assert outcomes.loc["5", "reason"] == "time_missing"
+    (body,) = bodies(fake)
+    profile = event_bulk_items(body)[0]["attributes"]["profile"]["data"]["attributes"]
+    assert profile == {"email": "user0@example.com"}

@@ -273,3 +273,11 @@ def test_dry_run_profiles(config, sync_log):
     assert report.count("sent") == 0
     assert client.profiles == {}
     assert report.outcomes.set_index("record_id").loc["p1", "klaviyo_code"] == "invalid"
+
+
+def test_profile_without_identifier_skipped(fake, config, sync_log):
+    rows = [profile_row(0), dict(profile_row(1), email="")]
+    report = run(profile_frame(rows), fake, config, sync_log)
+
+    assert report.count("skipped", "no_identifier") == 1
+    assert report.count("sent") == 1
