@@ -170,7 +170,7 @@ def _reject_details(df: pd.DataFrame, raw_names: pd.Series) -> pd.Series:
     bad_name = df["reject_reason"] == Reason.INVALID_NAME.value
     if bad_name.any():
         details[bad_name] = [
-            "event name is missing or empty" if not name
+            "event name is missing or empty" if not isinstance(name, str) or not name
             else f"event name of type {type(raw).__name__} is not text or a number: {name[:80]!r}"
             for name, raw in zip(df.loc[bad_name, "name"], raw_names[bad_name], strict=True)
         ]

@@ -1,0 +1,1 @@
+"""Hard input cases: faults seen in warehouse-to-Klaviyo syncs, each with its required outcome."""
