@@ -110,8 +110,11 @@ def is_valid_email(email: str) -> bool:
 def is_valid_phone_number(phone_number: str) -> bool:
     """Return whether ``phone_number`` is a valid number written in E.164 form.
 
-    Parsing and validating with libphonenumber costs tens of microseconds per number, so
-    results are cached for syncs that send the same profiles again.
+    Results are cached for syncs that send the same profiles again.
+
+    NOTE: parsing and validating an uncached number with libphonenumber costs tens of
+    microseconds, which is most of the validation time of a bulk body with a new phone
+    number on every profile.
     """
     if _E164_PATTERN.fullmatch(phone_number) is None:
         return False
