@@ -136,6 +136,10 @@ class KlaviyoClient(Protocol):
         """Return one page of a job's import errors, starting at a bare cursor token."""
         ...
 
+    def get_profile_import_errors(self, job_id: str) -> list[ImportRowError]:
+        """Return every import error of a job, following the cursor pages."""
+        ...
+
 
 def get_all_import_errors(
     client: KlaviyoClient, job_id: str, max_pages: int = 10_000
@@ -166,6 +170,13 @@ class PacedClient:
     def __init__(self, rate_limiter: RateLimiter | None) -> None:
         self.rate_limiter = rate_limiter
         self.stats = RequestStats()
+
+    def get_profile_import_errors(self, job_id: str) -> list[ImportRowError]:
+        """Return every import error of a job, following the cursor pages.
+
+        The sync pages itself instead, so that it retries a failed page alone.
+        """
+        return get_all_import_errors(self, job_id)
 
     def _paced(self, endpoint: str, request: Callable[[], tuple[ResultT, Any]]) -> ResultT:
         """Wait for the limiter, run `request` and feed its response headers to the limiter.

@@ -33,8 +33,8 @@ WINDOW_MARGIN_SHARE = 0.02
 WINDOW_MARGIN_SECONDS = 0.02
 # Pause after a 429 without Retry-After, in real seconds: one burst window of Klaviyo.
 DEFAULT_THROTTLE_PAUSE_SECONDS = 1.0
-# Maximum pause taken from a header, in seconds. Klaviyo's windows are at most 60 s long, so a longer
-# value is treated as malformed; the retry budget then decides how long to keep trying.
+# Maximum pause taken from a header, in seconds. Klaviyo's windows are at most 60 s long,
+# so a longer value is treated as malformed, and the retry budget decides what follows.
 MAX_PAUSE_SECONDS = 120.0
 
 

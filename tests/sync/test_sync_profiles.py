@@ -281,3 +281,24 @@ def test_profile_without_identifier_skipped(fake, config, sync_log):
 
     assert report.count("skipped", "no_identifier") == 1
     assert report.count("sent") == 1
+
+
+def test_client_reads_all_error_pages():
+    fake = FakeKlaviyoClient(errors_page_size=2)
+    body = {
+        "data": {
+            "type": "profile-bulk-import-job",
+            "attributes": {
+                "profiles": {
+                    "data": [
+                        {"type": "profile", "attributes": {"email": f"bad{i}"}} for i in range(5)
+                    ]
+                }
+            },
+        }
+    }
+    job = fake.create_profile_import_job(body)
+    errors = fake.get_profile_import_errors(job.id)
+
+    assert len(errors) == 5
+    assert len(fake.requests_to(ERRORS)) == 3
