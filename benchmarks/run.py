@@ -1,0 +1,307 @@
+"""Run the benchmarks, print the figures against their targets and write the results.
+
+    python -m benchmarks.run               # what `make bench` runs; results/latest.json
+    python -m benchmarks.run --full-sync   # whole sync of 1M and 2M events; results/full-sync.json
+
+The default run measures, in this order: the mapping throughput of the project and of the
+per-row baseline on the same 100k rows, the serialization floor, the sync efficiency and
+the request counts against rate-limited local servers, the peak RSS of the mapping at 1M
+and 2M rows and of the whole sync at 100k rows. The whole sync of 1M and 2M events takes
+longer than the 15 minutes that `make bench` may take, so `--full-sync` measures it on
+its own, and the default run copies the figures of the last such run with its date and
+commit. See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import baseline, generate, mapping, memory, pacing, report
+from benchmarks.clock import StageClock, load_average
+from benchmarks.configs import PARTITION, build_config
+from benchmarks.local_server import local_klaviyo
+from benchmarks.machine import git_revision, machine_info
+from klaviyo_pipeline import pipeline
+
+THROUGHPUT_ROWS = 100_000
+MAPPING_MEMORY_ROWS = (1_000_000, 2_000_000)
+WHOLE_SYNC_ROWS = 100_000
+FULL_SYNC_ROWS = (1_000_000, 2_000_000)
+WARM_UP_ROWS = 2_000
+TIME_SCALE = 60.0
+FULL_SYNC_RESULTS = report.RESULTS_DIR / "full-sync.json"
+CHILD_TIMEOUT_SECONDS = 900.0
+FULL_SYNC_TIMEOUT_SECONDS = 4 * 3600.0
+BUDGET_SECONDS = 15 * 60
+
+
+def _progress(message: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def _rate(events: int, seconds: float) -> float | None:
+    return round(events / seconds, 1) if seconds > 0 else None
+
+
+def measure_throughput(export: Path, state_dir: Path) -> dict[str, Any]:
+    """Map the same rows with the project and with the baseline; check they agree."""
+    config = build_config(export, state_dir)
+    window = pipeline.partition_window(config, PARTITION)
+    read = StageClock()
+    with read.stage("read"):
+        source = pipeline.read_source_events(config, PARTITION)
+
+    # Imports, compiled mappings and lookup tables load on first use; keep them out.
+    mapping.run_mapping(config, source.head(WARM_UP_ROWS))
+    baseline.run_baseline(source.head(WARM_UP_ROWS), (window.start, window.end))
+
+    gc.collect()
+    project = mapping.run_mapping(config, source)
+    gc.collect()
+    plain = baseline.run_baseline(source, (window.start, window.end))
+    floor = mapping.serialize_floor(project.bodies)
+
+    project_events = sorted(baseline.event_tuples(project.bodies))
+    baseline_events = sorted(baseline.event_tuples(plain.bodies))
+    equivalence = {
+        "rows_compared": len(source),
+        "events_compared": len(project_events),
+        "same_events": project_events == baseline_events,
+        "same_body_texts": project.texts == plain.texts,
+    }
+    if not equivalence["same_events"]:
+        raise RuntimeError(
+            "the baseline and the project produced different events "
+            f"({len(baseline_events):,} and {len(project_events):,}); the comparison is void"
+        )
+
+    cpu = project.clock.total_cpu()
+    baseline_cpu = plain.clock.total_cpu()
+    events_per_second = _rate(project.events, cpu)
+    baseline_rate = _rate(plain.events, baseline_cpu)
+    return {
+        "events_per_second": events_per_second,
+        "events_per_wall_second": _rate(project.events, project.clock.total_wall()),
+        "baseline_events_per_second": baseline_rate,
+        "speedup_vs_baseline": (
+            round(events_per_second / baseline_rate, 3)
+            if events_per_second and baseline_rate
+            else None
+        ),
+        "serialize_floor_events_per_second": _rate(project.events, floor.cpu["orjson"]),
+        "throughput": {
+            "rows": project.rows,
+            "events": project.events,
+            "requests": project.requests,
+            "read_seconds": read.as_dict()["read"],
+            "equivalence": equivalence,
+            "stages": project.clock.as_dict(),
+            "baseline_stages": plain.clock.as_dict(),
+            "serialize_floor": floor.as_dict()["orjson"],
+            "body_bytes": sum(len(text) for text in project.texts),
+        },
+        "_records": project.mapped.events,
+    }
+
+
+def measure_profiles(export: Path, state_dir: Path) -> dict[str, Any]:
+    """Map the rows with an identify mapping and import the profiles into a local server."""
+    config = build_config(export, state_dir, identify=True)
+    source = pipeline.read_source_events(config, PARTITION)
+    events = pipeline.normalize_partition(config, PARTITION, source)
+    mapped = pipeline.map_partition(config, PARTITION, events)
+    return pacing.measure_profile_requests(config, mapped.profiles, time_scale=TIME_SCALE)
+
+
+def measure_memory(exports: dict[int, Path]) -> dict[str, Any]:
+    """Run the mapping children at 1M and 2M rows and the whole-sync child at 100k rows."""
+    children: dict[str, Any] = {}
+    for rows in MAPPING_MEMORY_ROWS:
+        _progress(f"peak RSS of the mapping, {rows:,} rows")
+        result = memory.measure("mapping", exports[rows], timeout_seconds=CHILD_TIMEOUT_SECONDS)
+        children[f"mapping_{rows}"] = {"peak_rss_mb": result.peak_rss_mb, **result.report}
+    _progress(f"peak RSS of the whole sync, {WHOLE_SYNC_ROWS:,} rows")
+    children[f"whole_sync_{WHOLE_SYNC_ROWS}"] = _whole_sync(exports[WHOLE_SYNC_ROWS])
+    return children
+
+
+def _whole_sync(export: Path, timeout_seconds: float = CHILD_TIMEOUT_SECONDS) -> dict[str, Any]:
+    with local_klaviyo(rate_limits=False, job_steps=0) as server:
+        result = memory.measure(
+            "sync", export, base_url=server.base_url, timeout_seconds=timeout_seconds
+        )
+    return {"peak_rss_mb": result.peak_rss_mb, **result.report}
+
+
+def _mapping_rate(child: dict[str, Any]) -> float | None:
+    stages = child.get("stages") or {}
+    cpu = sum(
+        stages[name]["cpu_seconds"] for name in ("read", "normalize", "map") if name in stages
+    )
+    return _rate(int(child.get("events", 0)), cpu)
+
+
+def run_full_sync(seed: int) -> dict[str, Any]:
+    """Measure the whole sync of 1M and 2M events and write results/full-sync.json."""
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m benchmarks.run --full-sync",
+        "seed": seed,
+        "machine": machine_info(),
+        "git": git_revision(),
+        "load_average_start": load_average(),
+    }
+    for rows in FULL_SYNC_ROWS:
+        export = generate.ensure_export(rows, seed)
+        _progress(f"peak RSS of the whole sync, {rows:,} rows")
+        results[f"whole_sync_{rows}"] = _whole_sync(export, FULL_SYNC_TIMEOUT_SECONDS)
+    results["load_average_end"] = load_average()
+    results["duration_seconds"] = round(time.perf_counter() - started, 1)
+    report.write_results(results, FULL_SYNC_RESULTS)
+    return results
+
+
+def _full_sync_figures() -> dict[str, Any]:
+    """Return the whole-sync RSS figures of the last `--full-sync` run, with provenance."""
+    if not FULL_SYNC_RESULTS.exists():
+        return {"full_sync": None}
+    full = json.loads(FULL_SYNC_RESULTS.read_text(encoding="utf-8"))
+    figures: dict[str, Any] = {
+        "full_sync": {
+            "source": str(FULL_SYNC_RESULTS.relative_to(report.RESULTS_DIR.parent.parent)),
+            "date": full.get("date"),
+            "commit": (full.get("git") or {}).get("commit"),
+            "product_files_changed_since_commit": (full.get("git") or {}).get(
+                "product_files_changed_since_commit"
+            ),
+        }
+    }
+    for rows, key in ((1_000_000, "peak_rss_mb_1m"), (2_000_000, "peak_rss_mb_2m")):
+        child = full.get(f"whole_sync_{rows}")
+        figures[key] = child.get("peak_rss_mb") if child else None
+    return figures
+
+
+def run_default(seed: int) -> dict[str, Any]:
+    """Run every benchmark of `make bench` and return the results."""
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m benchmarks.run",
+        "seed": seed,
+        "machine": machine_info(),
+        "git": git_revision(),
+        "load_average_start": load_average(),
+    }
+
+    _progress("generating or finding the exports")
+    generation = StageClock()
+    exports: dict[int, Path] = {}
+    for rows in sorted({THROUGHPUT_ROWS, WHOLE_SYNC_ROWS, *MAPPING_MEMORY_ROWS}):
+        with generation.stage(str(rows)):
+            exports[rows] = generate.ensure_export(rows, seed)
+    results["exports"] = {
+        str(rows): {"file": path.name, "bytes": path.stat().st_size}
+        for rows, path in exports.items()
+    }
+    results["generation_seconds"] = generation.as_dict()
+
+    with tempfile.TemporaryDirectory(prefix="klaviyo_bench_") as folder:
+        state_dir = Path(folder)
+        _progress(f"mapping throughput, project and baseline, {THROUGHPUT_ROWS:,} rows")
+        throughput = measure_throughput(exports[THROUGHPUT_ROWS], state_dir)
+        records = throughput.pop("_records")
+        results.update(throughput)
+
+        _progress(f"sync efficiency, {len(records):,} events at time scale {TIME_SCALE:g}")
+        config = build_config(exports[THROUGHPUT_ROWS], state_dir)
+        sync = pacing.measure_sync_efficiency(config, records, time_scale=TIME_SCALE)
+        del records
+        results["sync"] = sync
+        results["sync_efficiency"] = sync["sync_efficiency"]
+        results["send_span_efficiency"] = sync["send_span_efficiency"]
+        results["requests_per_1000_events"] = sync["requests_per_1000_events"]
+
+        _progress(f"profile import requests, {THROUGHPUT_ROWS:,} rows with an identify mapping")
+        profiles = measure_profiles(exports[THROUGHPUT_ROWS], state_dir)
+        results["profiles"] = profiles
+        results["requests_per_10000_profiles"] = profiles["requests_per_10000_profiles"]
+        results["all_requests_per_10000_profiles"] = profiles["all_requests_per_10000_profiles"]
+
+    gc.collect()
+    children = measure_memory(exports)
+    results["memory"] = children
+    results["peak_rss_mb_mapping_1m"] = children["mapping_1000000"]["peak_rss_mb"]
+    results["peak_rss_mb_mapping_2m"] = children["mapping_2000000"]["peak_rss_mb"]
+    results["peak_rss_mb_whole_sync_100k"] = children[f"whole_sync_{WHOLE_SYNC_ROWS}"][
+        "peak_rss_mb"
+    ]
+    results["mapping_assets_events_per_second_1m"] = _mapping_rate(children["mapping_1000000"])
+    results["mapping_assets_events_per_second_2m"] = _mapping_rate(children["mapping_2000000"])
+    results.update(_full_sync_figures())
+
+    results["load_average_end"] = load_average()
+    results["duration_seconds"] = round(time.perf_counter() - started, 1)
+    results["targets"] = report.evaluate(results)
+    report.write_results(results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks and print the results table."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--seed", type=int, default=generate.DEFAULT_SEED, help="data seed")
+    parser.add_argument(
+        "--full-sync", action="store_true", help="measure only the whole sync of 1M and 2M events"
+    )
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+    if arguments.full_sync:
+        full = run_full_sync(arguments.seed)
+        for rows in FULL_SYNC_ROWS:
+            child = full[f"whole_sync_{rows}"]
+            print(f"whole sync, {rows:,} events: peak RSS {child['peak_rss_mb']:,.0f} MiB")
+        print(f"wrote {FULL_SYNC_RESULTS} in {full['duration_seconds']:,.0f} s")
+        return 0
+
+    results = run_default(arguments.seed)
+    print(report.format_table(results))
+    print()
+    throughput = results["throughput"]
+    print(
+        report.format_stages(
+            f"Project mapping, {throughput['events']:,} events",
+            throughput["stages"],
+            throughput["events"],
+        )
+    )
+    print(
+        report.format_stages(
+            f"Baseline, {throughput['events']:,} events",
+            throughput["baseline_stages"],
+            throughput["events"],
+        )
+    )
+    full = results.get("full_sync")
+    if full:
+        print(f"\nWhole-sync RSS at 1M and 2M events from {full['source']}, {full['date']}")
+    else:
+        print("\nWhole-sync RSS at 1M and 2M events: not measured; run --full-sync")
+    duration = results["duration_seconds"]
+    print(f"\nwrote {report.LATEST} in {duration:,.0f} s (budget {BUDGET_SECONDS} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
