@@ -57,6 +57,12 @@ class Reason(StrEnum):
     IDENTITY_CONFLICT = "identity_conflict"
     KLAVIYO_TOO_LARGE = "klaviyo_too_large"
     IMPORT_ERROR = "import_error"
+    SDK_INVALID = "sdk_invalid"
+    PHONE_INVALID = "phone_invalid"
+    # skipped in a dry run: validated and recorded, never sent
+    DRY_RUN = "dry_run"
     # failed, retried on the next run
     RETRIES_EXHAUSTED = "retries_exhausted"
     NOT_ATTEMPTED = "not_attempted"
+    JOB_TIMEOUT = "job_timeout"
+    JOB_CANCELLED = "job_cancelled"

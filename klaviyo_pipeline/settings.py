@@ -18,7 +18,8 @@ MAX_PROPERTIES: Final = 400
 MAX_NESTING_DEPTH: Final = 10
 MAX_ARRAY_ITEMS: Final = 4_000
 MAX_UNIQUE_ID_LENGTH: Final = 255
-MAX_METRIC_NAME_LENGTH: Final = 128
+# Klaviyo's spec: a metric name "must be less than 128 characters".
+MAX_METRIC_NAME_LENGTH: Final = 127
 MAX_EMAIL_LENGTH: Final = 100
 MAX_EXTERNAL_ID_LENGTH: Final = 255
 

@@ -29,7 +29,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -124,10 +124,13 @@ class SyncLog:
         frame = outcomes[INPUT_COLUMNS]
         self._run(lambda connection: _insert(connection, frame))
 
-    def prior_outcomes(self, partition: str, stream: str) -> pd.DataFrame:
+    def prior_outcomes(
+        self, partition: str, stream: str, record_keys: Sequence[str] | None = None
+    ) -> pd.DataFrame:
         """Return what earlier runs recorded per record key of a partition and stream.
 
-        Rows with status ``deduplicated`` are left out.
+        Rows with status ``deduplicated`` are left out. With `record_keys`, only those
+        records are looked up, so a sync of one chunk reads the log rows of that chunk.
 
         Returns:
             One row per ``record_key`` with the latest ``status``, ``reason``,
@@ -141,6 +144,7 @@ class SyncLog:
                 -- says nothing about what Klaviyo has.
                 SELECT * FROM sync_log
                 WHERE partition = ? AND stream = ? AND status <> 'deduplicated'
+                {key_filter}
             ),
             latest AS (
                 SELECT record_key,
@@ -160,7 +164,21 @@ class SyncLog:
             SELECT latest.*, sent.first_sent_hash, sent.last_sent_hash
             FROM latest LEFT JOIN sent USING (record_key)
         """
-        return self._query(query, [partition, stream])
+        if record_keys is None:
+            return self._query(query.format(key_filter=""), [partition, stream])
+        wanted = pd.DataFrame({"record_key": pd.Series(list(record_keys), dtype=object)})
+        filtered = query.format(
+            key_filter="AND record_key IN (SELECT record_key FROM wanted_keys)"
+        )
+
+        def lookup(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+            connection.register("wanted_keys", wanted)
+            try:
+                return connection.execute(filtered, [partition, stream]).df()
+            finally:
+                connection.unregister("wanted_keys")
+
+        return self._run(lookup)
 
     def sent_records(self, partition: str, stream: str) -> pd.DataFrame:
         """Return the records of a partition whose latest status is ``sent``.

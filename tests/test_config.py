@@ -109,9 +109,9 @@ def test_metric_names_differing_in_case_rejected():
     assert "destination.mapping.purchase.*.name" in str(raised.value)
 
 
-def test_metric_name_over_128_rejected():
-    mapping = {"order": {"complete": {"name": "x" * 129}}}
-    with pytest.raises(ConfigError, match="at most 128 characters"):
+def test_metric_name_of_128_rejected():
+    mapping = {"order": {"complete": {"name": "x" * 128}}}
+    with pytest.raises(ConfigError, match="at most 127 characters"):
         parse_config(_with(destination__mapping=mapping))
 
 

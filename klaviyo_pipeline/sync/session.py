@@ -121,10 +121,11 @@ class SyncSession:
         """
         if self.config.full_resend:
             return
-        prior = self.sync_log.prior_outcomes(self.partition, self.stream)
+        undecided = np.asarray(self.ledger.undecided(), dtype=np.int64)
+        keys = self.ledger.record_keys[undecided]
+        prior = self.sync_log.prior_outcomes(self.partition, self.stream, record_keys=keys.tolist())
         if prior.empty:
             return
-        undecided = np.asarray(self.ledger.undecided(), dtype=np.int64)
         current = pd.DataFrame(
             {
                 "position": undecided,
