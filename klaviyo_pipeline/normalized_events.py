@@ -8,6 +8,7 @@ column of the source (`user.email`, `data.price`, `nested`, ...).
 
 import hashlib
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -153,9 +154,16 @@ def _tidy_names(names: pd.Series) -> pd.Series:
 
 
 def _tidy_name(name: Any) -> str | None:
-    # pd.isna returns an array for list and array cells, which are names to show, not NULLs.
-    missing = pd.isna(name)
-    if isinstance(missing, bool | np.bool_) and missing:
+    # pd.isna is avoided: it returns arrays for list cells and raises on a signaling NaN Decimal.
+    if isinstance(name, str):
+        return " ".join(name.split())
+    if name is None or name is pd.NA or name is pd.NaT:
+        return None
+    if isinstance(name, Decimal):
+        return None if name.is_nan() else str(name)
+    if isinstance(name, float | np.floating) and name != name:
+        return None
+    if isinstance(name, np.datetime64) and np.isnat(name):
         return None
     return " ".join(str(name).split())
 

@@ -193,6 +193,9 @@ def validate_destination(destination: dict[str, Any], ecommerce: Any = None) -> 
     metrics: dict[str, tuple[str, str]] = {}
     _check_mapping(destination.get("mapping", {}), metrics)
     if ecommerce is not None and getattr(ecommerce, "ordered_product", False):
+        # The fan-out finds orders by this exact name, so a spelling that differs from a
+        # rule's name in case or spacing would silently send no line items.
+        _check_metric_name("ecommerce.order_metric", ecommerce.order_metric, metrics)
         _check_metric_name("ecommerce.line_item_metric", ecommerce.line_item_metric, metrics)
     if destination.get("data") is not None:
         check_mapping_value("destination.data", destination["data"])
