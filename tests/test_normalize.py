@@ -191,7 +191,11 @@ EMAIL_CASES = [
     ("us..er@example.com", None, Reason.EMAIL_INVALID),
     ('"quoted"@example.com', None, Reason.EMAIL_INVALID),  # quoted local parts
     ("user@[192.168.0.1]", None, Reason.EMAIL_INVALID),  # IP-literal domains
-    ("üser@example.com", None, Reason.EMAIL_INVALID),  # non-ASCII addresses
+    ("jürgen.müller@exämple.de", "jürgen.müller@exämple.de", None),  # RFC 6531 addresses
+    ("Jürgen@EXÄMPLE.DE", "Jürgen@exämple.de", None),  # Unicode domains are lower-cased too
+    ("user\u00a0name@example.com", None, Reason.EMAIL_INVALID),  # Unicode whitespace inside
+    ("user@exa\u3000mple.com", None, Reason.EMAIL_INVALID),
+    ("user\u200bname@example.com", None, Reason.EMAIL_INVALID),  # zero-width space inside
     ("user@example.com>", None, Reason.EMAIL_INVALID),
     ("a" * 64 + "@example.com", "a" * 64 + "@example.com", None),  # local part of 64
     ("a" * 65 + "@example.com", None, Reason.EMAIL_INVALID),  # local part over 64

@@ -31,17 +31,24 @@ PHONE_INVALID: Final = "phone_invalid"
 # Floats up to 2**53 in magnitude that have no fraction convert to int64 without rounding.
 _MAX_EXACT_FLOAT_INTEGER: Final = 2.0**53
 
-# RFC 5321 limits the local part of an address to 64 octets.
+# RFC 5321 limits the local part of an address to 64 octets. This limit counts characters,
+# which is the same for ASCII addresses.
 _MAX_EMAIL_LOCAL_LENGTH: Final = 64
 
 # Whitespace and the invisible characters that copy-pasted addresses often carry at either end.
 _EDGE_SPACE: Final = r"^[\s\u200b\u200c\u200d\u2060\ufeff]+|[\s\u200b\u200c\u200d\u2060\ufeff]+$"
 
-# An RFC 5322 dot-atom local part and a DNS host name with at least two labels. The last label
-# starts with a letter and has at least two characters, which admits punycode ("xn--p1ai").
-_ATEXT: Final = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-_LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_TOP_LABEL: Final = r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])"
+# An RFC 5322 dot-atom local part and a host name with at least two labels, where RFC 6531
+# also allows non-ASCII characters (internationalized addresses), here all but whitespace and
+# invisible format characters. The last label starts with a letter and has at least two
+# characters, which admits punycode ("xn--p1ai").
+_NON_ASCII: Final = r"[^\x00-\x7f\s\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]"
+_ATEXT: Final = rf"(?:[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~-]|{_NON_ASCII})"
+_LABEL_CHARACTER: Final = rf"(?:[A-Za-z0-9]|{_NON_ASCII})"
+_LABEL: Final = rf"{_LABEL_CHARACTER}(?:(?:{_LABEL_CHARACTER}|-){{0,61}}{_LABEL_CHARACTER})?"
+_TOP_LABEL: Final = (
+    rf"(?:[A-Za-z]|{_NON_ASCII})(?:(?:{_LABEL_CHARACTER}|-){{0,61}}{_LABEL_CHARACTER})"
+)
 _EMAIL_PATTERN: Final = re.compile(
     rf"^(?P<local>{_ATEXT}+(?:\.{_ATEXT}+)*)@(?P<domain>(?:{_LABEL}\.)+{_TOP_LABEL})\Z"
 )
@@ -120,7 +127,7 @@ def format_ids(values: pd.Series) -> pd.Series:
     """Format identifiers and unique ids as strings, the way walkerOS resolves ids.
 
     Strings are kept as they are, and the empty string becomes None. Floats and fractional
-    Decimals are formatted like JavaScript's `String(n)` ("12345.0" -> "12345", 1e21 ->
+    Decimals are formatted like JavaScript's `String(n)` (12345.0 -> "12345", 1e21 ->
     "1e+21", -0.0 -> "0"). Integers and integral Decimals keep every digit, where JavaScript
     would round above 2**53: warehouse keys are exact, and rounding them would merge distinct ids.
     Booleans, NaN, ±inf, None, pd.NA and other types become None.
@@ -201,13 +208,14 @@ def normalize_emails(
     """Trim emails and lower-case their domain, and the local part if `lowercase_local` is set.
 
     Tags such as "+news" are kept. An address is valid when it is an RFC 5322 dot-atom local
-    part of at most 64 characters, one "@", and a domain of at least two DNS labels whose last
-    label starts with a letter. Quoted local parts, IP-literal domains and non-ASCII addresses
-    are rejected. None, NaN, pd.NA and blank strings are missing and get no reason: the caller
+    part of at most 64 characters, one "@", and a domain of at least two labels whose last
+    label starts with a letter. Non-ASCII characters are allowed as RFC 6531 allows them, and
+    kept as they are, as walkerOS passes them. Quoted local parts and IP-literal domains are
+    rejected. None, NaN, pd.NA and blank strings are missing and get no reason: the caller
     decides whether the row keeps its other identifiers.
 
-    NOTE: whether Klaviyo accepts internationalized (non-ASCII) addresses is unverified, so
-    they are rejected here rather than risk a failed bulk import.
+    NOTE: whether Klaviyo accepts internationalized (non-ASCII) addresses is unverified. If it
+    rejects one, the row gets Klaviyo's error rather than `email_invalid`.
 
     Returns:
         (emails, reasons): object Series of the normalized email or None, and of None,

@@ -177,10 +177,11 @@ def _clean_time_strings(strings: pd.Series) -> pd.Series:
     # A trailing " UTC" or " GMT", as in "2019-10-01 00:00:00 UTC", means "+00:00".
     text = text.str.replace(r"\s*(?:UTC|GMT)$", "+00:00", regex=True)
     text = text.str.replace(r"\s+(?=[+-]\d{2}(?::?\d{2})?$)", "", regex=True)
-    # ISO 8601 allows a decimal comma. Digits past microseconds are truncated, because parsed
-    # times have microsecond resolution.
-    text = text.str.replace(r"(\d{2}),(\d)", r"\1.\2", regex=True)
-    return text.str.replace(r"(\.\d{6})\d+", r"\1", regex=True)
+    # ISO 8601 allows a decimal comma in the seconds, extended (":49,5") or basic ("T200849,5").
+    # Digits past microseconds are truncated, because parsed times have microsecond resolution.
+    seconds = r"((?::|T\d{4})\d{2})"
+    text = text.str.replace(seconds + r",(?=\d)", r"\1.", regex=True)
+    return text.str.replace(seconds + r"(\.\d{6})\d+", r"\1\2", regex=True)
 
 
 def _parse_epoch_strings(
