@@ -1,0 +1,1 @@
+"""End-to-end tests that run the pipeline through dagster-webserver and dagster-daemon."""
