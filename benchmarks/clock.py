@@ -1,7 +1,7 @@
 """Stage timers that record wall time and process CPU time side by side.
 
-CPU time is the figure to compare between runs on a shared machine: other processes on
-the same cores stretch wall time, and a single-threaded stage's CPU time stays close to
+CPU time is the figure to compare between runs on a shared machine. Other processes on
+the same cores stretch wall time, while a single-threaded stage's CPU time stays close to
 the wall time it would take on an idle core.
 """
 

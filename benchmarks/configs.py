@@ -19,7 +19,7 @@ from klaviyo_pipeline.config import PipelineConfig, parse_config
 
 REES46_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "rees46" / "config.yaml"
 PARTITION = "2019-10-01"
-# A throwaway key: the local server accepts any key, and nothing reaches Klaviyo.
+# A throwaway key. The local server accepts any key, and nothing reaches Klaviyo.
 LOCAL_API_KEY = "pk_benchmark_local_server"
 
 # Profile properties from the REES46 columns, so that the identify variant has upserts.
@@ -51,7 +51,7 @@ def build_config(
 
     Args:
         export: A generated Parquet or CSV export.
-        state_dir: Folder for the DuckDB sync log; use a fresh folder per run.
+        state_dir: Folder for the DuckDB sync log. Use a fresh folder per run.
         identify: Add `settings.identify` so that every user gets one profile upsert.
         unlimited_client: Lift the client-side rate limits, for a server without limits.
     """

@@ -77,7 +77,8 @@ _MAX_PRODUCTS = 200_000
 _POPULARITY_OFFSET = 5.0
 _PRICE_JITTER_SIGMA = 0.1
 _PRODUCT_ID_RANGE = (1_000_000, 60_000_000)
-# The sample's user ids lie in 474,832,046..555,449,266; larger files widen the range.
+# The sample's user ids lie in 474,832,046..555,449,266. Large files widen the range to at
+# least four ids per session, so that distinct ids stay quick to draw.
 _USER_ID_LOW = 474_000_000
 _UUID_HEX_POSITIONS = [index for index in range(36) if index not in (8, 13, 18, 23)]
 

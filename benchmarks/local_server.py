@@ -43,7 +43,7 @@ class LocalServerProcess:
 def local_klaviyo(
     *, time_scale: float = 1.0, rate_limits: bool = True, job_steps: int = 2
 ) -> Iterator[LocalServerProcess]:
-    """Start `python -m klaviyo_pipeline.local_klaviyo` on a free port; stop it on exit.
+    """Start `python -m klaviyo_pipeline.local_klaviyo` on a free port, and stop it on exit.
 
     Raises:
         RuntimeError: The server exited or printed something other than a loopback URL.

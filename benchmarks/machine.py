@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -69,7 +70,11 @@ def machine_info() -> dict[str, Any]:
 
 
 def git_revision() -> dict[str, Any]:
-    """Return the commit and the files that differ from it, so a result names its code."""
+    """Return the commit, the product files that differ from it and a hash of the difference.
+
+    Others may change the working tree between runs, so the hash tells whether two results
+    measured the same product code.
+    """
 
     def git(*arguments: str) -> str:
         completed = subprocess.run(
@@ -77,10 +82,12 @@ def git_revision() -> dict[str, Any]:
         )
         return completed.stdout.strip() if completed.returncode == 0 else ""
 
+    diff = git("diff", "HEAD", "--", "klaviyo_pipeline")
     changed = [
         line[3:] for line in git("status", "--porcelain", "--", "klaviyo_pipeline").splitlines()
     ]
     return {
         "commit": git("rev-parse", "HEAD") or None,
         "product_files_changed_since_commit": changed,
+        "product_diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None,
     }

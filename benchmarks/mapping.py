@@ -43,7 +43,7 @@ STAGES = ("normalize", "map", "records", "payloads", "batches", "bodies", "seria
 
 @dataclass
 class MappingRun:
-    """What one timed mapping run produced."""
+    """Bodies, texts, records and stage times of one mapping run."""
 
     rows: int
     events: int
@@ -119,7 +119,7 @@ def run_mapping(
 
 
 def serialize_floor(bodies: list[dict[str, Any]], repeats: int = 3) -> StageClock:
-    """Time `orjson.dumps` of the final bodies, the fastest encoder here; best of `repeats`."""
+    """Time `orjson.dumps`, the fastest encoder here, on the final bodies: best of `repeats`."""
     best = StageClock()
     for _ in range(repeats):
         clock = StageClock()

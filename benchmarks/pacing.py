@@ -2,7 +2,7 @@
 
 Sync efficiency: the event sync of one partition runs against a local server that
 enforces Klaviyo's limits for `event-bulk-create-jobs` (burst 10 per second, steady 150
-per minute) with a time scale, and a client with the same limits and time scale. The
+per minute) with a time scale. The client has the same limits and time scale. The
 bound is the least time those limits allow between the first and the last of the sync's
 requests: request k (counting from 0) cannot start before floor(k / burst) burst windows
 and floor(k / steady) steady windows have passed, so 100 requests need 9 burst windows,

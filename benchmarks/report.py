@@ -179,3 +179,41 @@ def write_results(results: dict[str, Any], path: Path = LATEST) -> None:
     """Write the results as indented JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+def markdown_tables(results: dict[str, Any]) -> str:
+    """Return the figures and the stage breakdowns as Markdown tables, for the docs."""
+    lines = ["| figure | value | target | status |", "|---|---:|---|---|"]
+    for target, row in zip(TARGETS, results["targets"], strict=True):
+        value = _format(row["value"], target.unit)
+        lines.append(f"| {target.label} | {value} | {target.goal} | {row['status']} |")
+    for key, label, unit in INFORMATION:
+        lines.append(f"| {label} | {_format(results.get(key), unit)} | | |")
+    throughput = results["throughput"]
+    events = throughput["events"]
+    for title, stages in (
+        ("Project", throughput["stages"]),
+        ("Baseline", throughput["baseline_stages"]),
+    ):
+        total = sum(stage["cpu_seconds"] for stage in stages.values())
+        lines += ["", f"| {title} stage | CPU s | wall s | share of CPU | events per CPU s |"]
+        lines.append("|---|---:|---:|---:|---:|")
+        for name, stage in stages.items():
+            cpu = stage["cpu_seconds"]
+            rate = f"{events / cpu:,.0f}" if cpu > 0 else "-"
+            share = cpu / total if total else 0.0
+            lines.append(
+                f"| {name} | {cpu:.3f} | {stage['wall_seconds']:.3f} | {share:.1%} | {rate} |"
+            )
+        lines.append(f"| total | {total:.3f} | | | {events / total:,.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Print the Markdown tables of `results/latest.json`."""
+    print(markdown_tables(json.loads(LATEST.read_text(encoding="utf-8"))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
