@@ -144,6 +144,7 @@ class SyncConfig(_Strict):
     event_batch_size: int = Field(default=settings.MAX_EVENTS_PER_BULK_REQUEST, gt=0)
     profile_batch_size: int = Field(default=settings.MAX_PROFILES_PER_IMPORT_JOB, gt=0)
     max_attempts: int = Field(default=6, gt=0, le=50)
+    max_in_flight: int = Field(default=2, gt=0, le=8)
     backoff_base_seconds: float = Field(default=0.5, ge=0)
     backoff_max_seconds: float = Field(default=30.0, gt=0)
     connect_timeout_seconds: float = Field(default=10.0, gt=0)

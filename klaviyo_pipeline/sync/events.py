@@ -18,6 +18,7 @@ record is rejected with it. A 413 splits the batch the same way.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import pandas as pd
 
@@ -129,6 +130,10 @@ def sync_events(
     return report
 
 
+def _label(number: int, total: int) -> str:
+    return f"event batch {number}/{total}"
+
+
 def mark_repeated_keys(session: SyncSession) -> None:
     """Record all but the first record of each (profile, metric, unique_id) as deduplicated."""
     records = session.records
@@ -165,11 +170,49 @@ class _EventSender:
         self.rejections_logged = 0
 
     def send_all(self, batches: list[list[int]]) -> None:
-        for number, batch in enumerate(batches, start=1):
-            exhausted = self.send(batch, f"event batch {number}/{len(batches)}")
-            self.session.write(batch)
-            if not self.session.batch_finished(exhausted):
-                return
+        """Send the batches with up to `sync.max_in_flight` requests under way at once.
+
+        Batches settle disjoint records, so the sends of different batches never touch the
+        same ledger entries; the rate limiter paces all of them together.
+        """
+        in_flight = max(1, min(self.session.config.max_in_flight, len(batches)))
+        if in_flight == 1:
+            for number, batch in enumerate(batches, start=1):
+                if not self._settle(batch, self.send(batch, _label(number, len(batches)))):
+                    return
+            return
+
+        with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="event-sync") as pool:
+            queued = iter(enumerate(batches, start=1))
+            running: dict[Future[bool], list[int]] = {}
+            stopping = False
+            while True:
+                while not stopping and len(running) < in_flight:
+                    item = next(queued, None)
+                    if item is None:
+                        break
+                    number, batch = item
+                    running[pool.submit(self.send, batch, _label(number, len(batches)))] = batch
+                if not running:
+                    return
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    batch = running.pop(future)
+                    if future.exception() is not None:
+                        # A fatal error stops the sync: the batches still under way finish
+                        # and are written before the error goes up.
+                        wait(running)
+                        for other, other_batch in running.items():
+                            if other.exception() is None:
+                                self.session.write(other_batch)
+                        raise future.exception()
+                    if not self._settle(batch, future.result()):
+                        stopping = True
+
+    def _settle(self, batch: list[int], exhausted: bool) -> bool:
+        """Write a finished batch to the sync log; return False once the sync should stop."""
+        self.session.write(batch)
+        return self.session.batch_finished(exhausted)
 
     def send(self, positions: list[int], description: str) -> bool:
         """Send one batch and settle each of its records; return True if retries ran out."""

@@ -19,8 +19,13 @@ def sync_log(tmp_path: Path) -> SyncLog:
 
 @pytest.fixture
 def config() -> SyncConfig:
-    """Return a sync config whose backoffs and polls take milliseconds."""
+    """Return a sync config whose backoffs and polls take milliseconds, one request at a time.
+
+    Fault plans such as "fail the next 4 requests" only name a batch when batches go out
+    in order.
+    """
     return SyncConfig(
+        max_in_flight=1,
         max_attempts=4,
         backoff_base_seconds=0.001,
         backoff_max_seconds=0.01,

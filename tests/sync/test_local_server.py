@@ -41,6 +41,7 @@ def server():
 @pytest.fixture
 def config() -> SyncConfig:
     return SyncConfig(
+        max_in_flight=1,
         max_attempts=8,
         backoff_base_seconds=0.01,
         backoff_max_seconds=0.1,
@@ -101,6 +102,20 @@ def test_fifth_of_requests_fail(server, config, sync_log, status):
     if status == 429:
         assert report.throttles == report.retries
     assert_store_matches(server, {f"order-{i}" for i in range(200)})
+    assert_reconciled(sync_log, PARTITION, "event", "run-1", records)
+
+
+@pytest.mark.parametrize("in_flight", [2, 4])
+def test_concurrent_sends_under_faults(server, config, sync_log, in_flight):
+    server.set_faults({"fraction": 0.2, "status": 503, "seed": 11})
+    records = events(300)
+    parallel = config.model_copy(update={"event_batch_size": 20, "max_in_flight": in_flight})
+    report = run_events(records, make_client(server, config), parallel, sync_log)
+
+    assert report.count("sent") == 300
+    assert report.count("failed") == 0
+    assert report.retries > 0
+    assert_store_matches(server, {f"order-{i}" for i in range(300)})
     assert_reconciled(sync_log, PARTITION, "event", "run-1", records)
 
 
