@@ -89,7 +89,16 @@ SETTLED_DETAILS = {
 
 @dataclass
 class MappedPartition:
-    """Records and settled outcomes of one partition, ready for the syncs."""
+    """Records and settled outcomes of one partition, ready for the syncs.
+
+    `warnings` counts records that lost or lack a value: `phone_dropped`, `email_dropped`,
+    `external_id_dropped`, `currency_dropped`, `currency_missing` (a value without a
+    currency), `value_missing` (a mapped value that resolved to nothing, NaN or ±inf),
+    `profile_field_dropped`, `reserved_property_dropped`, `non_finite_property_dropped`,
+    `flattened_key_collision` and `property_adjusted` (other property notes).
+    `consent_unchanged` counts profiles with consent-like properties, which a profile upsert
+    stores as plain properties without changing consent.
+    """
 
     events: pd.DataFrame
     profiles: pd.DataFrame

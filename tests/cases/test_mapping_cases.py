@@ -78,55 +78,51 @@ def test_time_out_of_range_rejected(timestamp: Any) -> None:
     assert mapped.events["unique_id"].tolist() == ["ORD-1003B"]
 
 
-@pytest.mark.parametrize(
-    ("phone", "country", "expected"),
-    [
-        # the fictional 555 range is a possible number, so it formats, though it is not valid
-        ("(555) 555-0123", "US", "+15555550123"),
-        # a national German number with the row's country hint
-        ("030 901820", "DE", "+4930901820"),
-        # already international, with spaces
-        ("+44 20 7946 0958", None, "+442079460958"),
-        # no country hint: the default region US applies
-        ("415-555-2671", None, "+14155552671"),
-    ],
-)
-def test_phone_formatted_e164(phone: str, country: str | None, expected: str) -> None:
+# (phone, country hint, E.164 form): all rows go through one partition.
+PHONES = [
+    # the fictional 555 range is a possible number, so it formats, though it is not valid
+    ("(555) 555-0123", "US", "+15555550123"),
+    # a national German number with the row's country hint
+    ("030 901820", "DE", "+4930901820"),
+    # already international, with spaces
+    ("+44 20 7946 0958", None, "+442079460958"),
+    # no country hint: the default region US applies
+    ("415-555-2671", None, "+14155552671"),
+]
+# Phones that cannot be formatted; each row keeps its email.
+UNUSABLE_PHONES = [
+    # too short to be a phone number
+    "12",
+    # letters
+    "call me",
+    # too long for any region
+    "+1 555 555 0123 4567 8901",
+]
+
+
+def phone_order(order_id: str, phone: str, country: str | None = None) -> dict[str, Any]:
     user = {**USER, "phone": phone, "country": country}
-    mapped = map_cases(
-        [{"event": "order complete", "user": user, "data": {"id": "ORD-1004", "total": 20}}]
-    )
-
-    assert event_record(mapped, "ORD-1004")["phone_number"] == expected
+    return {"event": "order complete", "user": user, "data": {"id": order_id, "total": 20}}
 
 
-@pytest.mark.parametrize(
-    "phone",
-    [
-        # too short to be a phone number
-        "12",
-        # letters
-        "call me",
-        # too long for any region
-        "+1 555 555 0123 4567 8901",
-    ],
-)
-def test_phone_unusable_dropped_keeps_email(phone: str) -> None:
-    rows = [
-        {
-            "event": "order complete",
-            "user": {**USER, "phone": phone},
-            "data": {"id": "ORD-1", "total": 1},
-        },
-        order("ORD-2"),
-    ]
+def test_phone_formatted_e164() -> None:
+    rows = [phone_order(f"ORD-{i}", phone, country) for i, (phone, country, _) in enumerate(PHONES)]
     mapped = map_cases(rows)
 
-    record = event_record(mapped, "ORD-1")
-    assert record["phone_number"] is None
-    assert record["email"] == "user@example.com"
-    assert mapped.warnings["phone_dropped"] == 1
-    assert len(mapped.events) == 2
+    for index, (phone, _, expected) in enumerate(PHONES):
+        assert event_record(mapped, f"ORD-{index}")["phone_number"] == expected, phone
+
+
+def test_phone_unusable_dropped_keeps_email() -> None:
+    rows = [phone_order(f"ORD-{i}", phone) for i, phone in enumerate(UNUSABLE_PHONES)]
+    mapped = map_cases([*rows, order("ORD-OK")])
+
+    for index, phone in enumerate(UNUSABLE_PHONES):
+        record = event_record(mapped, f"ORD-{index}")
+        assert record["phone_number"] is None, phone
+        assert record["email"] == "user@example.com", phone
+    assert mapped.warnings["phone_dropped"] == len(UNUSABLE_PHONES)
+    assert len(mapped.events) == len(UNUSABLE_PHONES) + 1
 
 
 def test_unique_ids_same_second_kept() -> None:
@@ -332,29 +328,29 @@ def test_non_finite_numbers_omitted(total: Any, coupon: Any, warning: str) -> No
     assert mapped.warnings["value_missing"] == 1
 
 
-@pytest.mark.parametrize(
-    ("currency", "expected", "warning"),
-    [
-        # lower case
-        ("usd", "USD", None),
-        # surrounding whitespace
-        (" eur ", "EUR", None),
-        # not ISO 4217: dropped with a warning
-        ("US$", None, "currency_dropped"),
-        # no currency and no default: the value is sent without one, with a warning
-        (None, None, "currency_missing"),
-    ],
-)
-def test_currency_normalized(
-    currency: str | None, expected: str | None, warning: str | None
-) -> None:
-    mapped = map_cases([order("ORD-1023", currency=currency)])
+# (currency, value_currency sent): all rows go through one partition.
+CURRENCIES = [
+    # lower case
+    ("usd", "USD"),
+    # surrounding whitespace
+    (" eur ", "EUR"),
+    # not ISO 4217: dropped with a warning
+    ("US$", None),
+    # no currency and no default: the value is sent without one, with a warning
+    (None, None),
+]
 
-    record = event_record(mapped, "ORD-1023")
-    assert record["value_currency"] == expected
-    assert record["value"] == 10
-    if warning is not None:
-        assert mapped.warnings[warning] == 1
+
+def test_currency_normalized() -> None:
+    rows = [order(f"ORD-{i}", currency=currency) for i, (currency, _) in enumerate(CURRENCIES)]
+    mapped = map_cases(rows)
+
+    for index, (currency, expected) in enumerate(CURRENCIES):
+        record = event_record(mapped, f"ORD-{index}")
+        assert record["value_currency"] == expected, currency
+        assert record["value"] == 10, currency
+    assert mapped.warnings["currency_dropped"] == 1
+    assert mapped.warnings["currency_missing"] == 1
 
 
 def test_currency_default_applies() -> None:
@@ -376,50 +372,52 @@ def test_currency_invalid_rejected_by_policy() -> None:
     assert mapped.events["unique_id"].tolist() == ["ORD-1024"]
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        # surrounding spaces and title case
-        " Order Complete ",
-        # upper case and a run of spaces
-        "ORDER   COMPLETE",
-        # a tab between the words
-        "order\tcomplete",
-        # full-width letters, folded by NFKC
-        "Ｏｒｄｅｒ ｃｏｍｐｌｅｔｅ",
-    ],
-)
-def test_event_name_lookup_normalized(name: str) -> None:
-    mapped = map_cases([{**order("ORD-1024"), "event": name}])
+# Event names that must find the `order complete` rule.
+NAME_SPELLINGS = [
+    # surrounding spaces and title case
+    " Order Complete ",
+    # upper case and a run of spaces
+    "ORDER   COMPLETE",
+    # a tab between the words
+    "order\tcomplete",
+    # full-width letters, folded by NFKC
+    "Ｏｒｄｅｒ ｃｏｍｐｌｅｔｅ",
+]
+# (event name, words of the reject detail): one column of mixed types, as a variant column.
+INVALID_NAMES = [
+    # a number has no entity and action
+    (404, "no entity and action"),
+    # a boolean is not a name
+    (True, "type bool"),
+    # NULL
+    (None, "missing or empty"),
+    # blank
+    ("   ", "missing or empty"),
+    # a JSON object
+    ({"a": 1}, "type dict"),
+    # an array cell
+    (np.array(["order", "complete"]), "type ndarray"),
+]
 
-    assert event_record(mapped, "ORD-1024")["metric"] == "Placed Order"
+
+def test_event_name_lookup_normalized() -> None:
+    rows = [{**order(f"ORD-{i}"), "event": name} for i, name in enumerate(NAME_SPELLINGS)]
+    mapped = map_cases(rows)
+
+    for index, name in enumerate(NAME_SPELLINGS):
+        assert event_record(mapped, f"ORD-{index}")["metric"] == "Placed Order", name
 
 
-@pytest.mark.parametrize(
-    ("name", "detail"),
-    [
-        # a number has no entity and action
-        (404, "no entity and action"),
-        # a boolean is not a name
-        (True, "type bool"),
-        # NULL
-        (None, "missing or empty"),
-        # blank
-        ("   ", "missing or empty"),
-        # a JSON object from a variant column
-        ({"a": 1}, "type dict"),
-        # an array cell
-        (np.array(["order", "complete"]), "type ndarray"),
-    ],
-)
-def test_event_name_invalid_rejected(name: Any, detail: str) -> None:
-    mapped = map_cases([{**order("ORD-1025"), "event": name}, order("ORD-1026")])
+def test_event_name_invalid_rejected() -> None:
+    rows = [{**order(f"ORD-{i}"), "event": name} for i, (name, _) in enumerate(INVALID_NAMES)]
+    mapped = map_cases([*rows, order("ORD-OK")])
 
-    rejected = outcome(mapped, 0)
-    assert rejected["status"] == "rejected"
-    assert rejected["reason"] == "invalid_name"
-    assert detail in rejected["detail"]
-    assert mapped.events["unique_id"].tolist() == ["ORD-1026"]
+    for index, (name, detail) in enumerate(INVALID_NAMES):
+        rejected = outcome(mapped, index)
+        assert rejected["status"] == "rejected", name
+        assert rejected["reason"] == "invalid_name", name
+        assert detail in rejected["detail"], name
+    assert mapped.events["unique_id"].tolist() == ["ORD-OK"]
 
 
 def test_user_traits_go_to_profile_properties() -> None:
