@@ -88,6 +88,7 @@ def _run(config_path: str | None, partition: str, local: bool) -> int:
             resources=dict(definitions.resources or {}),
             instance=instance,
             raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
         _print_summary(result, partition)
         print(
