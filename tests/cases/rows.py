@@ -5,6 +5,7 @@ A case row looks like a walkerOS event: `event` or `name`, `timestamp`, sections
 `"type": "identify"` is a profile-only row named `user identify`.
 """
 
+import copy
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -87,15 +88,22 @@ LINE_ITEMS = {
 }
 
 
-def case_config(settings: dict[str, Any] | None = None, **sections: Any) -> PipelineConfig:
+def case_config(
+    settings: dict[str, Any] | None = None,
+    order_data: dict[str, Any] | None = None,
+    **sections: Any,
+) -> PipelineConfig:
     """Return the cases' pipeline config.
 
     Args:
         settings: Destination settings to add, such as a default `currency`.
+        order_data: Property mappings to add to the `order complete` rule's `data.map`.
         sections: Config sections to add: `normalize`, `ecommerce`, `sync`. The `sync`
             options are added to FAST_SYNC.
     """
-    destination = {**DESTINATION, "settings": {**DESTINATION["settings"], **(settings or {})}}
+    destination = copy.deepcopy(DESTINATION)
+    destination["settings"].update(settings or {})
+    destination["mapping"]["order"]["complete"]["data"]["map"].update(order_data or {})
     sections["sync"] = {**FAST_SYNC, **sections.get("sync", {})}
     raw = {
         "partitions": {"start": "2019-01-01"},

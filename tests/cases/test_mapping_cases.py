@@ -222,22 +222,15 @@ def test_placed_order_item_summary() -> None:
 
 def test_placed_order_keeps_mapped_items() -> None:
     # A rule that maps Items itself keeps its value; ItemNames and Categories are still added.
-    config = case_config(ecommerce=LINE_ITEMS)
-    mapped = map_cases(
-        [
-            {
-                **fan_out_order([{"name": "Sock", "price": 1}]),
-                "data": {"id": "ORD-1011", "total": 1, "tags": ["mapped"]},
-            }
-        ],
-        config,
-    )
-    rule_items = case_config(ecommerce=LINE_ITEMS).destination["mapping"]["order"]["complete"]
-    assert "Items" not in rule_items["data"]["map"]
+    config = case_config(order_data={"Items": "data.cart"}, ecommerce=LINE_ITEMS)
+    row = fan_out_order([{"name": "Sock", "category": "Apparel", "price": 1}])
+    row["data"]["cart"] = ["mapped"]
+    mapped = map_cases([row], config)
 
     properties = event_record(mapped, "ORD-1011")["properties"]
-    assert properties["tags"] == ["mapped"]
+    assert properties["Items"] == ["mapped"]
     assert properties["ItemNames"] == ["Sock"]
+    assert properties["Categories"] == ["Apparel"]
 
 
 def test_ordered_product_fields_win() -> None:
@@ -306,26 +299,26 @@ def test_profile_unset_skips_set_field() -> None:
 
 
 @pytest.mark.parametrize(
-    ("total", "coupon", "warning"),
+    ("total", "coupon", "dropped_properties"),
     [
-        # NaN in float columns, as pandas reads a NULL
-        (float("nan"), float("nan"), "value_missing"),
-        # ±inf, which JSON cannot represent either
-        (float("inf"), float("-inf"), "non_finite_property_dropped"),
+        # NaN in float columns, as pandas reads a NULL: the coupon is simply absent
+        (float("nan"), float("nan"), 0),
+        # ±inf, which JSON cannot represent either: the coupon is dropped with a warning
+        (float("inf"), float("-inf"), 1),
         # numpy's NaN scalar
-        (np.float64("nan"), np.float64("nan"), "value_missing"),
+        (np.float64("nan"), np.float64("nan"), 0),
     ],
 )
-def test_non_finite_numbers_omitted(total: Any, coupon: Any, warning: str) -> None:
-    mapped = map_cases(
-        [order("ORD-1020", total=total, coupon=coupon), order("ORD-1021", coupon="SAVE")]
-    )
+def test_non_finite_numbers_omitted(total: Any, coupon: Any, dropped_properties: int) -> None:
+    rows = [order("ORD-1020", total=total, coupon=coupon), order("ORD-1021", coupon="SAVE")]
+    mapped = map_cases(rows)
 
     record = event_record(mapped, "ORD-1020")
     assert np.isnan(record["value"])
     assert "coupon" not in record["properties"]
-    assert mapped.warnings[warning] >= 1
+    assert event_record(mapped, "ORD-1021")["properties"]["coupon"] == "SAVE"
     assert mapped.warnings["value_missing"] == 1
+    assert mapped.warnings["non_finite_property_dropped"] == dropped_properties
 
 
 # (currency, value_currency sent): all rows go through one partition.

@@ -394,7 +394,8 @@ def test_import_job_failure_reported(server: LocalKlaviyoServer, state_database:
     assert outcome.status_counts["rejected"] == 1
     assert log.loc["p0", "klaviyo_code"] == "duplicate_profile"
     assert log.loc["p0", "reason"] == "import_error"
-    assert any(path.endswith("/import-errors") or "import-errors" in path for path in paths)
+    assert any(path.rstrip("/").endswith("import-errors") for path in paths)
+    assert any(path.rstrip("/").split("/")[-2] == "profile-bulk-import-jobs" for path in paths)
 
 
 def test_rerun_changed_order_noted(
