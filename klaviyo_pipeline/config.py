@@ -155,6 +155,9 @@ class SyncConfig(_Strict):
     full_resend: bool = False
     max_rejected_share: float = Field(default=0.05, ge=0, le=1)
     rate_limits: dict[str, RateLimitConfig] = Field(default_factory=_default_rate_limits)
+    # The request bodies follow the SDK's models for its own revision; another revision
+    # is for testing how a retired one fails.
+    api_revision: str = Field(default=settings.API_REVISION, pattern=r"^\d{4}-\d{2}-\d{2}$")
 
     @field_validator("event_batch_size")
     @classmethod

@@ -172,7 +172,7 @@ def write_records(
         for writer in (event_writer, outcome_writer, profile_writer):
             writer.abort()
         raise
-    attrs = {"rows_read": rows_read}
+    attrs = {"rows_read": rows_read, "warnings": dict(warnings)}
     return MappedTables(
         events=open_table(event_table.path),
         profiles=profile_writer.close(),

@@ -234,4 +234,9 @@ def run_profile_sync(
                 logger=log,
             )
         )
+    if settled.attrs.get("warnings", {}).get("consent_unchanged"):
+        tally.notes.append(
+            "consent unchanged: use the subscription sync. Profile upserts set properties "
+            "such as accepts_marketing but never change email or SMS consent in Klaviyo."
+        )
     return tally.outcome(len(records) + settled_rows, backfill=False)

@@ -69,7 +69,7 @@ class KlaviyoResource(dg.ConfigurableResource):
         log.info(
             "Sending to Klaviyo at %s with API revision %s",
             base_url or "the SDK's default host",
-            settings.API_REVISION,
+            sync_config.api_revision,
         )
         return SdkKlaviyoClient(
             self.api_key,
@@ -77,4 +77,5 @@ class KlaviyoResource(dg.ConfigurableResource):
             connect_timeout_seconds=sync_config.connect_timeout_seconds,
             read_timeout_seconds=sync_config.read_timeout_seconds,
             rate_limiter=limiter,
+            revision=sync_config.api_revision,
         )

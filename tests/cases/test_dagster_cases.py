@@ -18,6 +18,7 @@ from tests.cases.rows import PARTITION, case_config, warehouse_row
 from tests.cases.wire import API_KEY, FixedError, RecordingProxy
 
 USER = {"email": "user@example.com"}
+MixedRun = tuple[ExecuteInProcessResult, LocalKlaviyoServer]
 MIXED_ROWS = [
     {"event": "order complete", "user": USER, "data": {"id": "ORD-1", "total": 5}},
     {"event": "order complete", "user": USER, "data": {"id": "ORD-2", "total": 7}},
@@ -65,14 +66,14 @@ def check(result: ExecuteInProcessResult, name: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+def mixed_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MixedRun]:
     """Materialize a partition of valid rows, a row to reject and a consent-like profile."""
     folder = tmp_path_factory.mktemp("mixed")
     with LocalKlaviyoServer(port=0) as server:
         yield run_partition(partition_config(folder, MIXED_ROWS), server.base_url), server
 
 
-def test_run_rejects_row_and_warns(mixed_run: tuple[Any, Any]) -> None:
+def test_run_rejects_row_and_warns(mixed_run: MixedRun) -> None:
     result, server = mixed_run
     events = metadata(result, "klaviyo_event_sync")
 
@@ -87,7 +88,7 @@ def test_run_rejects_row_and_warns(mixed_run: tuple[Any, Any]) -> None:
     assert sorted(event["unique_id"] for event in server.events()) == ["ORD-1", "ORD-2"]
 
 
-def test_run_consent_profile_warned(mixed_run: tuple[Any, Any]) -> None:
+def test_run_consent_profile_warned(mixed_run: MixedRun) -> None:
     result, server = mixed_run
     profiles = metadata(result, "klaviyo_profile_sync")
     notes = str(profiles.get("notes", ""))
@@ -99,14 +100,7 @@ def test_run_consent_profile_warned(mixed_run: tuple[Any, Any]) -> None:
     assert ann["properties"] == {"accepts_marketing": True}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the profile sync report has no consent note: klaviyo_records should pass the "
-    "mapping warnings on (e.g. in the rejected_rows table attrs), and klaviyo_profile_sync "
-    "should add the note 'consent unchanged: use the subscription sync' when "
-    "consent_unchanged is above 0",
-)
-def test_run_consent_note(mixed_run: tuple[Any, Any]) -> None:
+def test_run_consent_note(mixed_run: MixedRun) -> None:
     result, _ = mixed_run
     notes = str(metadata(result, "klaviyo_profile_sync").get("notes", ""))
 
