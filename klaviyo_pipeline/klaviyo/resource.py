@@ -6,7 +6,6 @@ import logging
 
 import dagster as dg
 
-from klaviyo_pipeline import settings
 from klaviyo_pipeline.config import SyncConfig
 from klaviyo_pipeline.klaviyo.client import KlaviyoClient
 from klaviyo_pipeline.klaviyo.dry_run import DryRunKlaviyoClient

@@ -14,7 +14,7 @@ import pytest
 
 from klaviyo_pipeline import settings
 from klaviyo_pipeline.assets import is_backfill
-from klaviyo_pipeline.config import ConfigError, parse_config
+from klaviyo_pipeline.config import parse_config
 from klaviyo_pipeline.klaviyo import KlaviyoFatalError, KlaviyoResource, SdkKlaviyoClient
 from klaviyo_pipeline.local_klaviyo import LocalKlaviyoServer
 from klaviyo_pipeline.records import MappedPartition
