@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PARTITION ?= 2019-10-01
 
-.PHONY: run test bench lint venv clean dev
+.PHONY: run test test-fast bench lint venv clean dev
 
 venv: $(STAMP)
 
@@ -25,6 +25,10 @@ dev: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# Everything but the end-to-end test through dagster-webserver and dagster-daemon.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e"
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

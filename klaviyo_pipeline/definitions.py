@@ -8,9 +8,11 @@ from dagster import (
     EnvVar,
     build_schedule_from_partitioned_job,
     define_asset_job,
+    in_process_executor,
 )
 
 from klaviyo_pipeline.assets import GROUP, build_assets
+from klaviyo_pipeline.checks import build_freshness_checks
 from klaviyo_pipeline.config import PipelineConfig, load_config
 from klaviyo_pipeline.klaviyo import KlaviyoResource
 from klaviyo_pipeline.partitions import daily_partitions
@@ -41,17 +43,23 @@ def klaviyo_resource(config: PipelineConfig) -> KlaviyoResource:
 def build_definitions(config: PipelineConfig) -> Definitions:
     """Return the Definitions of one validated config."""
     assets = build_assets(config)
+    freshness_checks, freshness_sensors = build_freshness_checks(assets, config)
     job = define_asset_job(
         JOB_NAME,
         selection=AssetSelection.groups(GROUP),
         partitions_def=daily_partitions(config.partitions),
+        # The steps form a chain and both syncs share one pool slot, so a process per step
+        # would add an import of the project per step and no parallelism.
+        executor_def=in_process_executor,
         description="Sync one day of warehouse events and profiles into Klaviyo.",
     )
     schedule = build_schedule_from_partitioned_job(job, hour_of_day=1, minute_of_hour=0)
     return Definitions(
         assets=assets,
+        asset_checks=freshness_checks,
         jobs=[job],
         schedules=[schedule],
+        sensors=freshness_sensors,
         resources={"klaviyo": klaviyo_resource(config)},
     )
 

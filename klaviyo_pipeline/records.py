@@ -151,7 +151,12 @@ def _identity_keys(email: pd.Series, phone: pd.Series, external_id: pd.Series) -
 
 
 def _hashes(*columns: pd.Series) -> pd.Series:
-    """Return a 16-hex-digit hash per row of the columns, stable across runs and processes."""
+    """Return a 16-hex-digit hash per row of the columns, stable across runs and processes.
+
+    pandas hashes with SipHash and a fixed key. NOTE: if a pandas release changed that
+    hash, the next run would count every event as changed in its notes (nothing is sent
+    twice) and upsert every profile once more.
+    """
     frame = pd.concat(columns, axis=1, ignore_index=True)
     hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
     return pd.Series([f"{value:016x}" for value in hashed.tolist()], index=columns[0].index, dtype=object)
