@@ -21,7 +21,9 @@ run: $(STAMP)
 	$(PY) -m klaviyo_pipeline run --partition $(PARTITION) --local-klaviyo
 
 dev: $(STAMP)
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(VENV)/bin/dagster dev -w workspace.yaml
+	home=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home}; mkdir -p "$$home"; \
+	  [ -f "$$home/dagster.yaml" ] || cp dagster.yaml "$$home/"; \
+	  DAGSTER_HOME="$$home" $(VENV)/bin/dagster dev -w workspace.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
