@@ -166,7 +166,7 @@ def write_records(
         profile_writer.write(builder.finish_profiles())
         outcome_writer.write(pd.DataFrame(builder.outcomes, columns=list(OUTCOME_COLUMNS)))
         event_table = event_writer.close()
-        duplicates = _drop_cross_chunk_duplicates(event_table, config, partition_key)
+        duplicates = _drop_cross_chunk_duplicates(event_table)
         outcome_writer.write(duplicates)
     except BaseException:
         for writer in (event_writer, outcome_writer, profile_writer):
@@ -182,9 +182,7 @@ def write_records(
     )
 
 
-def _drop_cross_chunk_duplicates(
-    table: PartitionTable, config: PipelineConfig, partition_key: str
-) -> pd.DataFrame:
+def _drop_cross_chunk_duplicates(table: PartitionTable) -> pd.DataFrame:
     """Remove later repeats of an event key from a multi-chunk table; return their outcomes."""
     if len(table.parts) < 2:
         return pd.DataFrame(columns=list(OUTCOME_COLUMNS))
@@ -192,7 +190,9 @@ def _drop_cross_chunk_duplicates(
     query = f"""
         SELECT record_id, row_id, metric, unique_id, filename FROM (
             SELECT record_id, row_id, metric, unique_id, filename,
-                   row_number() OVER (PARTITION BY profile_key, metric, unique_id ORDER BY row_id, record_id) AS rank
+                   row_number() OVER (
+                       PARTITION BY profile_key, metric, unique_id ORDER BY row_id, record_id
+                   ) AS rank
             FROM read_parquet('{pattern}', filename = true)
             WHERE unique_id IS NOT NULL
         ) WHERE rank > 1

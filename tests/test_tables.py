@@ -1,4 +1,4 @@
-"""Partition tables round-trip chunks exactly, and chunked mapping equals whole-partition mapping."""
+"""Partition tables round-trip chunks exactly; chunked mapping equals one-chunk mapping."""
 
 from datetime import UTC, datetime
 from decimal import Decimal
