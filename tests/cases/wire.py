@@ -60,7 +60,9 @@ class RecordingProxy:
 
     def __init__(self, target: str | None = None, error: FixedError | None = None) -> None:
         if (target is None) == (error is None):
-            raise ValueError("pass exactly one of target and error")
+            raise ValueError(
+                "RecordingProxy needs exactly one of target and error, got both or neither"
+            )
         self.requests: list[RecordedRequest] = []
         self._target = urlsplit(target) if target else None
         self._error = error
@@ -101,7 +103,9 @@ class RecordingProxy:
         with self._lock:
             self.requests.append(request)
 
-    def _respond(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple:
+    def _respond(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         if self._error is not None:
             document = {
                 "errors": [
