@@ -15,7 +15,12 @@ import pytest
 from klaviyo_pipeline import settings
 from klaviyo_pipeline.assets import is_backfill
 from klaviyo_pipeline.config import parse_config
-from klaviyo_pipeline.klaviyo import KlaviyoFatalError, KlaviyoResource, SdkKlaviyoClient
+from klaviyo_pipeline.klaviyo import (
+    FakeKlaviyoClient,
+    KlaviyoFatalError,
+    KlaviyoResource,
+    SdkKlaviyoClient,
+)
 from klaviyo_pipeline.local_klaviyo import LocalKlaviyoServer
 from klaviyo_pipeline.records import MappedPartition
 from klaviyo_pipeline.sync import sync_events
@@ -197,6 +202,29 @@ def test_metric_length_boundary(length: int, sent: bool) -> None:
 
     assert len(mapped.events) == (1 if sent else 0)
     assert mapped.outcomes.empty == sent
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="klaviyo/validation.py rejects len(name) >= MAX_METRIC_NAME_LENGTH, and 127 is the "
+    "longest name Klaviyo accepts: reject len(name) > MAX_METRIC_NAME_LENGTH and say "
+    "'1 to 127 characters'",
+)
+def test_metric_of_127_passes_fake(tmp_path: Path) -> None:
+    # The fake applies Klaviyo's rules locally, so it must accept what Klaviyo accepts.
+    name = "order " + "x" * 121
+    mapped = map_cases([{**order("ORD-1016"), "event": name}])
+    report = sync_events(
+        mapped.events,
+        FakeKlaviyoClient(),
+        case_config().sync,
+        SyncLog(tmp_path / "state.duckdb"),
+        partition=PARTITION,
+        run_id="run-1",
+        backfill=False,
+    )
+
+    assert report.status_counts["rejected"] == 0
 
 
 def _sync_thread(
