@@ -4,29 +4,42 @@
     python -m benchmarks.hotspots [--target mapping|sync] [--rows 100000]
 
 `mapping` profiles `benchmarks.mapping.run_mapping` on the generated export after a
-warm-up; `sync` profiles `sync_events` of the mapped records to a local Klaviyo server
-without rate limits. The report (the functions with the most time of their own, then the
-call tree) goes to `benchmarks/results/profile-<target>.txt`. pyinstrument samples wall
+warm-up, with pyinstrument. `sync` profiles `sync_events` of the mapped records to a local
+Klaviyo server without rate limits. The sync sends from worker threads, which pyinstrument
+does not see, so this target samples every thread of the process with py-spy (installed
+next to pyinstrument), leaving out idle threads. The report lists the functions with the
+most time of their own and with the most inclusive time, and for the mapping the call
+tree. It goes to `benchmarks/results/profile-<target>.txt`. Both profilers sample wall
 time, so on a busy machine the seconds stretch, while the shares stay comparable.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from benchmarks import generate, mapping, report
+from benchmarks.clock import StageClock
 from benchmarks.configs import LOCAL_API_KEY, PARTITION, build_config
 from benchmarks.local_server import local_klaviyo
-from benchmarks.machine import cpu_model
+from benchmarks.machine import cpu_model, git_revision
 from klaviyo_pipeline import pipeline
 
 WARM_UP_ROWS = 2_000
 SYNC_ROWS_DEFAULT = 20_000
 TOP_ENTRIES = 25
+PY_SPY_ATTACH_SECONDS = 1.0
+_LINE_NUMBER = re.compile(r":\d+\)$")
 
 
 def _profiler() -> Any:
@@ -107,6 +120,45 @@ def profile_mapping(export: Path, state_dir: Path) -> str:
     return _render(profiler, title)
 
 
+def _py_spy_stacks(run: Callable[[], None]) -> list[tuple[list[str], int]]:
+    """Run `run` while py-spy samples this process; return (frames, samples) per stack."""
+    executable = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(executable).exists():
+        sys.exit("py-spy is not installed; install it with '.venv/bin/pip install py-spy'")
+    with tempfile.TemporaryDirectory(prefix="klaviyo_bench_spy_") as folder:
+        output = Path(folder) / "stacks.txt"
+        command = [executable, "record", "--pid", str(os.getpid()), "--rate", "200"]
+        command += ["--format", "raw", "--nonblocking", "--output", str(output)]
+        spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(PY_SPY_ATTACH_SECONDS)
+        try:
+            run()
+        finally:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=120)
+        lines = output.read_text(encoding="utf-8").splitlines() if output.exists() else []
+    stacks = []
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            # py-spy names frames "function (file:line)"; the line splits one function.
+            frames = [_LINE_NUMBER.sub(")", frame) for frame in stack.split(";")]
+            stacks.append((frames, int(count)))
+    return stacks
+
+
+def _stack_times(
+    stacks: list[tuple[list[str], int]],
+) -> tuple[dict[str, float], dict[str, float]]:
+    own: dict[str, float] = {}
+    total: dict[str, float] = {}
+    for frames, count in stacks:
+        own[frames[-1]] = own.get(frames[-1], 0.0) + count
+        for frame in set(frames):
+            total[frame] = total.get(frame, 0.0) + count
+    return own, total
+
+
 def profile_sync(export: Path, state_dir: Path, rows: int) -> str:
     """Profile `sync_events` of the first `rows` rows of `export` and return the report."""
     from klaviyo_pipeline.klaviyo import KlaviyoResource
@@ -121,20 +173,38 @@ def profile_sync(export: Path, state_dir: Path, rows: int) -> str:
         client = KlaviyoResource(api_key=LOCAL_API_KEY, base_url=server.base_url).get_client(
             config.sync
         )
-        profiler = _profiler()
-        profiler.start()
-        sync_events(
-            records,
-            client,
-            config.sync,
-            SyncLog(state_dir / "profile-sync.duckdb"),
-            partition=PARTITION,
-            run_id="benchmark-profile",
-            backfill=True,
-        )
-        profiler.stop()
-    title = f"Event sync of {len(records):,} events to the local server on {cpu_model()}"
-    return _render(profiler, title)
+        clock = StageClock()
+
+        def sync() -> None:
+            with clock.stage("sync_events"):
+                sync_events(
+                    records,
+                    client,
+                    config.sync,
+                    SyncLog(state_dir / "profile-sync.duckdb"),
+                    partition=PARTITION,
+                    run_id="benchmark-profile",
+                    backfill=True,
+                )
+
+        stacks = _py_spy_stacks(sync)
+    own, total = _stack_times(stacks)
+    samples = sum(count for _, count in stacks)
+    cpu = clock.cpu["sync_events"]
+    return "\n".join(
+        [
+            f"Event sync of {len(records):,} events to the local server on {cpu_model()}",
+            f"py-spy samples of non-idle threads: {samples:,}; sync_events wall "
+            f"{clock.wall['sync_events']:.3f} s, CPU {cpu:.3f} s. Estimated CPU seconds are "
+            "the share of samples times the CPU time.",
+            "",
+            "Functions by own time:",
+            *_top(own, samples, cpu, TOP_ENTRIES),
+            "",
+            "Functions by inclusive time:",
+            *_top(total, samples, cpu, TOP_ENTRIES),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
             text = profile_mapping(export, Path(folder))
         else:
             text = profile_sync(export, Path(folder), arguments.rows or SYNC_ROWS_DEFAULT)
+    revision = git_revision()
+    text = (
+        f"python -m benchmarks.hotspots --target {arguments.target}"
+        f"{f' --rows {arguments.rows}' if arguments.rows else ''}, commit {revision['commit']}, "
+        f"product diff {revision['product_diff_sha256'] or 'none'}\n{text}"
+    )
     output = report.RESULTS_DIR / f"profile-{arguments.target}.txt"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
