@@ -67,10 +67,10 @@ def check_event_attributes(attributes: Any, pointer: str, now: datetime) -> list
     errors = []
     metric = ((attributes.get("metric") or {}).get("data") or {}).get("attributes") or {}
     name = metric.get("name")
-    if not isinstance(name, str) or not name or len(name) >= settings.MAX_METRIC_NAME_LENGTH:
+    if not isinstance(name, str) or not name or len(name) > settings.MAX_METRIC_NAME_LENGTH:
         errors.append(
             invalid(
-                f"metric name must be 1 to {settings.MAX_METRIC_NAME_LENGTH - 1} characters",
+                f"metric name must be 1 to {settings.MAX_METRIC_NAME_LENGTH} characters",
                 f"{pointer}/metric/data/attributes/name",
             )
         )

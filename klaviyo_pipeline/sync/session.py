@@ -154,7 +154,7 @@ class SyncSession:
             )
         if changed:
             self.report.notes.append(
-                f"{changed} events were already in Klaviyo with the same unique_id; Klaviyo "
+                f"{changed} event(s) were already in Klaviyo with the same unique_id; Klaviyo "
                 "keeps the first version of an event, so changed content was not updated. "
                 "Send a compensating event (such as Refunded Order) or give the changed "
                 "event a new unique_id."

@@ -204,12 +204,6 @@ def test_metric_length_boundary(length: int, sent: bool) -> None:
     assert mapped.outcomes.empty == sent
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="klaviyo/validation.py rejects len(name) >= MAX_METRIC_NAME_LENGTH, and 127 is the "
-    "longest name Klaviyo accepts: reject len(name) > MAX_METRIC_NAME_LENGTH and say "
-    "'1 to 127 characters'",
-)
 def test_metric_of_127_passes_fake(tmp_path: Path) -> None:
     # The fake applies Klaviyo's rules locally, so it must accept what Klaviyo accepts.
     name = "order " + "x" * 121

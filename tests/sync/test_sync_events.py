@@ -351,7 +351,7 @@ def test_rerun_changed_content_noted(fake, config, sync_log):
 
     assert report.count("sent", "already_sent") == 5
     assert report.requests == 0
-    assert any(note.startswith("1 events were already in Klaviyo") for note in report.notes)
+    assert any(note.startswith("1 event(s) were already in Klaviyo") for note in report.notes)
     assert any("keeps the first version" in note for note in report.notes)
 
 
