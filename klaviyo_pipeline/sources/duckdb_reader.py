@@ -18,7 +18,12 @@ from klaviyo_pipeline.sources.files import (
     find_partition_files,
     resolve_location,
 )
-from klaviyo_pipeline.sources.frames import rebatch, table_to_frame
+from klaviyo_pipeline.sources.frames import (
+    decode_json_columns,
+    json_decoders,
+    rebatch,
+    table_to_frame,
+)
 from klaviyo_pipeline.sources.plan import Column, QueryPlan, plan_partition_query
 from klaviyo_pipeline.sources.query import (
     SOURCE_PLACEHOLDER,
@@ -230,8 +235,10 @@ def _stream(
     params: dict[str, Any],
 ) -> Iterator[pd.DataFrame]:
     try:
-        reader = _bind(connection, plan.select, params).to_arrow_reader(source.chunk_rows)
+        relation = _bind(connection, plan.select, params)
+        decoders = json_decoders(relation.columns, relation.types)
+        reader = relation.to_arrow_reader(source.chunk_rows)
         for table in rebatch(reader, reader.schema, source.chunk_rows):
-            yield table_to_frame(table)
+            yield decode_json_columns(table_to_frame(table), decoders)
     except (duckdb.Error, pa.ArrowException) as error:
         raise SourceError(f"{config_key(source)}: reading rows failed: {error}") from error

@@ -1,7 +1,9 @@
 """Arrow record batches to pandas DataFrames of a fixed number of rows, with exact integers."""
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 
@@ -58,3 +60,62 @@ def rebatch(
 
     if pending_rows:
         yield pa.Table.from_batches(pending, schema=schema)
+
+
+JsonDecoder = Callable[[Any], Any]
+
+
+def _json_decoder(column_type: Any) -> JsonDecoder | None:
+    """Return a function that parses the JSON-typed parts of a value of `column_type`.
+
+    DuckDB types a field JSON when its values mix types across rows (a number in one
+    row and a string in another), and hands such values over as JSON text.
+    """
+    if str(column_type) == "JSON":
+        return _parse_json
+    if column_type.id == "list":
+        item = _json_decoder(column_type.children[0][1])
+        if item is None:
+            return None
+        return lambda value: value if value is None else [item(element) for element in value]
+    if column_type.id == "struct":
+        fields = {name: _json_decoder(child) for name, child in column_type.children}
+        fields = {name: decoder for name, decoder in fields.items() if decoder is not None}
+        if not fields:
+            return None
+
+        def decode(value: Any) -> Any:
+            if not isinstance(value, dict):
+                return value
+            return {
+                key: fields[key](item) if key in fields else item for key, item in value.items()
+            }
+
+        return decode
+    return None
+
+
+def _parse_json(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    return orjson.loads(value)
+
+
+def json_decoders(names: list[str], types: list[Any]) -> dict[str, JsonDecoder]:
+    """Return a decoder per column whose DuckDB type contains JSON."""
+    decoders = {
+        name: _json_decoder(column_type) for name, column_type in zip(names, types, strict=True)
+    }
+    return {name: decoder for name, decoder in decoders.items() if decoder is not None}
+
+
+def decode_json_columns(frame: pd.DataFrame, decoders: dict[str, JsonDecoder]) -> pd.DataFrame:
+    """Parse the JSON text of JSON-typed columns into Python values."""
+    for name, decoder in decoders.items():
+        if name in frame.columns:
+            frame[name] = pd.Series(
+                [decoder(value) for value in frame[name].astype(object)],
+                index=frame.index,
+                dtype=object,
+            )
+    return frame
