@@ -230,18 +230,72 @@ def _format_validation_error(error: ValidationError) -> str:
     return "invalid config:\n  " + "\n  ".join(lines)
 
 
+KLAVIYO_PACKAGE = "@walkeros/server-destination-klaviyo"
+
+
+def _klaviyo_destinations(destinations: dict[str, Any], path: str) -> list[tuple[str, Any]]:
+    """Return the (path, destination) pairs that are Klaviyo destinations."""
+    found = []
+    for name, destination in destinations.items():
+        if not isinstance(destination, dict):
+            continue
+        package = str(destination.get("package", ""))
+        # A package may carry a version, as in "@walkeros/server-destination-klaviyo@4.4.0".
+        is_klaviyo = package == KLAVIYO_PACKAGE or package.startswith(KLAVIYO_PACKAGE + "@")
+        if is_klaviyo or (name == "klaviyo" and not package):
+            found.append((f"{path}.{name}", destination))
+    return found
+
+
 def unwrap_flow_file(raw: dict[str, Any]) -> dict[str, Any]:
-    """Return the destination config from a walkerOS flow file, or the mapping as it is."""
-    destinations = raw.get("destinations")
-    if not isinstance(destinations, dict):
+    """Return the destination config from a walkerOS flow file, or the config as it is.
+
+    Accepted: `{destinations: {ID: {package, config}}}` and the versioned form
+    `{version, flows: {NAME: {destinations: {...}}}}`. The destination is the one whose
+    package is @walkeros/server-destination-klaviyo, or whose id is `klaviyo`.
+    """
+    candidates: list[tuple[str, Any]] = []
+    if isinstance(raw.get("destinations"), dict):
+        candidates = _klaviyo_destinations(raw["destinations"], "destination.destinations")
+    elif isinstance(raw.get("flows"), dict):
+        for flow_name, flow in raw["flows"].items():
+            if isinstance(flow, dict) and isinstance(flow.get("destinations"), dict):
+                path = f"destination.flows.{flow_name}.destinations"
+                candidates.extend(_klaviyo_destinations(flow["destinations"], path))
+    else:
         return raw
-    klaviyo = destinations.get("klaviyo")
-    if not isinstance(klaviyo, dict) or not isinstance(klaviyo.get("config"), dict):
+
+    if len(candidates) != 1:
+        found = ", ".join(path for path, _ in candidates) or "none"
         raise ConfigError(
-            "destination.destinations.klaviyo.config: missing; a walkerOS flow file needs "
-            "a 'klaviyo' destination with a 'config' object"
+            f"invalid config: destination: a walkerOS flow file needs exactly one destination "
+            f"with package {KLAVIYO_PACKAGE!r} (found: {found})"
         )
-    return klaviyo["config"]
+    path, destination = candidates[0]
+    if not isinstance(destination.get("config"), dict):
+        raise ConfigError(
+            f"invalid config: {path}.config: missing; expected the destination config"
+        )
+    return destination["config"]
+
+
+def _load_flow_reference(value: Any, base_dir: Path | str) -> Any:
+    """Read `destination: flow.json`, a path to a walkerOS flow file or destination config."""
+    if not isinstance(value, str):
+        return value
+    path = Path(value) if Path(value).is_absolute() else Path(base_dir) / value
+    if not path.is_file():
+        raise ConfigError(
+            f"invalid config: destination: expected a destination config object or the path "
+            f"of a walkerOS flow file; file not found: {path}"
+        )
+    text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(
+            f"invalid config: destination: {path} is not valid JSON or YAML: {error}"
+        ) from None
 
 
 def parse_config(raw: dict[str, Any], base_dir: Path | str = ".") -> PipelineConfig:
@@ -259,6 +313,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path | str = ".") -> PipelineCon
     from klaviyo_pipeline.mapping.validate import validate_destination
 
     raw = dict(raw)
+    raw["destination"] = _load_flow_reference(raw.get("destination"), base_dir)
     if isinstance(raw.get("destination"), dict):
         raw["destination"] = unwrap_flow_file(raw["destination"])
     raw.setdefault("base_dir", str(base_dir))

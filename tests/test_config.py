@@ -132,3 +132,55 @@ def test_config_file_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("KLAVIYO_PIPELINE_CONFIG", str(path))
     config = load_config()
     assert config.base_dir == str(tmp_path)
+
+
+def test_versioned_flow_file_accepted():
+    flow = {
+        "version": 1,
+        "flows": {
+            "web": {
+                "destinations": {
+                    "klaviyoServer": {
+                        "package": "@walkeros/server-destination-klaviyo@4.4.0",
+                        "config": {"settings": {"externalId": "user.id"}},
+                    },
+                    "other": {"package": "@walkeros/server-destination-api", "config": {}},
+                }
+            }
+        },
+    }
+    config = parse_config({**BASE, "destination": flow})
+    assert config.destination == {"settings": {"externalId": "user.id"}}
+
+
+def test_flow_file_path_accepted(tmp_path):
+    flow = {"destinations": {"klaviyo": {"config": {"settings": {"email": "user.mail"}}}}}
+    (tmp_path / "flow.json").write_text(json.dumps(flow))
+    config = parse_config({**BASE, "destination": "flow.json"}, base_dir=tmp_path)
+    assert config.destination["settings"]["email"] == "user.mail"
+
+
+def test_flow_file_without_klaviyo_rejected():
+    flow = {"destinations": {"api": {"package": "@walkeros/server-destination-api", "config": {}}}}
+    with pytest.raises(ConfigError, match="exactly one destination"):
+        parse_config({**BASE, "destination": flow})
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        # A rule name would become a metric literally named after the code.
+        {"destination__mapping": {"order": {"complete": {"name": "$code:(e) => e.name"}}}},
+        # A value would resolve to nothing.
+        {
+            "destination__mapping": {
+                "order": {"complete": {"settings": {"value": "$code:(e) => 1"}}}
+            }
+        },
+        # A data map entry would be left out.
+        {"destination__mapping": {"page": {"view": {"data": {"map": {"x": "$code:(e) => 1"}}}}}},
+    ],
+)
+def test_javascript_anywhere_rejected(changes):
+    with pytest.raises(ConfigError, match="JavaScript functions cannot run here"):
+        parse_config(_with(**changes))

@@ -52,6 +52,19 @@ def _check_callable(path: str, reference: Any) -> None:
         _fail(path, reference, str(error))
 
 
+def _check_no_javascript(path: str, value: Any) -> None:
+    """Reject walkerOS `$code:` JavaScript anywhere, so that none is sent as a literal."""
+    if isinstance(value, str) and value.startswith("$code:"):
+        _fail(path, value, "JavaScript functions cannot run here; name a Python callable "
+              "as 'package.module:function' in an fn, condition or validate key")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_no_javascript(f"{path}.{key}", item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_no_javascript(f"{path}.{index}", item)
+
+
 def check_mapping_value(path: str, value: Any) -> None:
     """Check a mapping value: a path string, a value config or a list of alternatives."""
     if isinstance(value, str):
@@ -189,6 +202,7 @@ def validate_destination(destination: dict[str, Any], ecommerce: Any = None) -> 
     if unknown:
         _fail(f"destination.{unknown[0]}", destination[unknown[0]],
               f"unknown destination key; expected one of {sorted(DESTINATION_KEYS)}")
+    _check_no_javascript("destination", destination)
     _check_settings(destination.get("settings", {}))
     metrics: dict[str, tuple[str, str]] = {}
     _check_mapping(destination.get("mapping", {}), metrics)
