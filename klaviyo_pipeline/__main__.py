@@ -67,6 +67,7 @@ def _run(config_path: str | None, partition: str, local: bool) -> int:
 
     from klaviyo_pipeline.config import resolve_path
     from klaviyo_pipeline.definitions import build_definitions
+    from klaviyo_pipeline.partitions import daily_partitions
 
     config = load_config(config_path)
     output = Path(resolve_path(config, ".klaviyo_pipeline/local_klaviyo_store.json"))
@@ -77,6 +78,15 @@ def _run(config_path: str | None, partition: str, local: bool) -> int:
         state.unlink(missing_ok=True)
         sync = config.sync.model_copy(update={"state_database": str(state)})
         config = config.model_copy(update={"sync": sync})
+    partitions = daily_partitions(config.partitions)
+    if not partitions.has_partition_key(partition):
+        first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
+        print(
+            f"invalid partition {partition!r}: expected a day YYYY-MM-DD from {first} to {last} "
+            "(partitions.start and partitions.end in the config)",
+            file=sys.stderr,
+        )
+        return 2
     with _local_klaviyo(local, output):
         definitions = build_definitions(config)
         instance = (
@@ -91,9 +101,9 @@ def _run(config_path: str | None, partition: str, local: bool) -> int:
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
         _print_summary(result, partition)
-        print(
-            f"Sync log: {resolve_path(config, config.sync.state_database)} (DuckDB, table sync_log)"
-        )
+        if result.success:
+            state = resolve_path(config, config.sync.state_database)
+            print(f"Sync log: {state} (DuckDB, table sync_log)")
     return 0 if result.success else 1
 
 
@@ -104,7 +114,8 @@ def _print_summary(result: object, partition: str) -> None:
         if not name.endswith("_sync"):
             continue
         metadata = {key: value.value for key, value in materialization.metadata.items()}
-        print(f"\n{name} [{partition}]: {metadata.get('rows_read', 0):,} rows read")
+        unit = "rows read" if name == "klaviyo_event_sync" else "profile records"
+        print(f"\n{name} [{partition}]: {metadata.get('rows_read', 0):,} {unit}")
         print(
             "  "
             + ", ".join(
@@ -117,10 +128,35 @@ def _print_summary(result: object, partition: str) -> None:
                 f"  {metric}: "
                 + ", ".join(f"{status} {count:,}" for status, count in counts.items())
             )
+        reasons = {key: count for key, count in (metadata.get("reasons") or {}).items() if count}
+        if reasons:
+            print("  reasons: " + ", ".join(f"{key} {count:,}" for key, count in reasons.items()))
+        for note in str(metadata.get("notes") or "").splitlines():
+            print(f"  note: {note.removeprefix('- ')}")
         if metadata.get("dry_run"):
             print("  dry run: nothing was sent (no API key is set)")
     if not result.success:  # type: ignore[attr-defined]
+        for event in result.all_events:  # type: ignore[attr-defined]
+            if event.is_step_failure and event.step_failure_data.error is not None:
+                error = event.step_failure_data.error
+                cause = error.cause or error
+                print(f"\n{event.step_key} failed: {cause.message.strip()}", file=sys.stderr)
         print("\nThe run failed; see the errors above.", file=sys.stderr)
+
+
+def _missing_source_file(config: object) -> str | None:
+    """Return an error when a file source without a date placeholder matches no file."""
+    import glob
+
+    from klaviyo_pipeline.sources.files import names_partition, resolve_location
+
+    source = config.source  # type: ignore[attr-defined]
+    if source.kind != "files" or names_partition(source.path) or "://" in source.path:
+        return None
+    location = resolve_location(source.path, config.base_dir)  # type: ignore[attr-defined]
+    if glob.glob(location):
+        return None
+    return f"invalid config: source.path: no file matches {location}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "validate":
             config = load_config(args.config)
+            problem = _missing_source_file(config)
+            if problem:
+                print(problem, file=sys.stderr)
+                return 2
             print(
                 f"Config is valid: source {config.source.kind}, "
                 f"partitions from {config.partitions.start}"

@@ -1,5 +1,6 @@
 """A walkerOS Klaviyo destination config compiled once and applied to frames of events."""
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,9 +16,30 @@ from klaviyo_pipeline.outcomes import Reason
 
 # walkerOS's User fields; any other `user.*` key is a custom trait.
 STANDARD_USER_KEYS = frozenset(
-    {"id", "device", "session", "hash", "address", "email", "phone", "userAgent", "browser",
-     "browserVersion", "deviceType", "language", "country", "region", "city", "zip", "timezone",
-     "os", "osVersion", "screenSize", "ip", "internal"}
+    {
+        "id",
+        "device",
+        "session",
+        "hash",
+        "address",
+        "email",
+        "phone",
+        "userAgent",
+        "browser",
+        "browserVersion",
+        "deviceType",
+        "language",
+        "country",
+        "region",
+        "city",
+        "zip",
+        "timezone",
+        "os",
+        "osVersion",
+        "screenSize",
+        "ip",
+        "internal",
+    }
 )
 EVENT_SECTION_KEYS = ("entity", "action", "id", "timestamp", "name", "trigger", "timing")
 
@@ -82,7 +104,9 @@ class CompiledDestination:
         self._identify = settings.get("identify")
         self._unique_id = settings.get("uniqueId") if settings.get("uniqueId") is not None else "id"
         self._data = self._compile(destination.get("data"))
-        self._policy = {path: self._compile(value) for path, value in (destination.get("policy") or {}).items()}
+        self._policy = {
+            path: self._compile(value) for path, value in (destination.get("policy") or {}).items()
+        }
         self._compiled: dict[int, ColumnFunction] = {}
 
     def _compile(self, mapping: Any) -> ColumnFunction | None:
@@ -114,7 +138,9 @@ class CompiledDestination:
 
         for name, positions in by_name.items():
             if rule_lookup.split_name(name) is None:
-                settled.settled.extend((int(row_ids[p]), Reason.INVALID_NAME.value) for p in positions)
+                settled.settled.extend(
+                    (int(row_ids[p]), Reason.INVALID_NAME.value) for p in positions
+                )
                 for p in positions:
                     assignments[p] = -2
                 continue
@@ -177,10 +203,21 @@ class CompiledDestination:
         group.send_event = [not (rule.get("silent") is True or rule.get("skip") is True)] * size
 
         value_mapping = rule_settings.get("value")
-        group.value = _none(self._cached(value_mapping)(frame)) if value_mapping is not None else [None] * size
+        group.value = (
+            _none(self._cached(value_mapping)(frame))
+            if value_mapping is not None
+            else [None] * size
+        )
         group.value_mapped = [value_mapping is not None] * size
         currency_mapping = rule_settings.get("currency")
-        group.currency = _none(self._cached(currency_mapping)(frame)) if currency_mapping is not None else [None] * size
+        if isinstance(currency_mapping, str) and re.fullmatch(r"[A-Z]{3}", currency_mapping):
+            # A bare ISO code such as "EUR" is the currency itself, not a path.
+            currency_mapping = {"value": currency_mapping}
+        group.currency = (
+            _none(self._cached(currency_mapping)(frame))
+            if currency_mapping is not None
+            else [None] * size
+        )
 
         unique_mapping = rule_settings.get("uniqueId", self._unique_id)
         group.unique_id = _none(self._cached(unique_mapping)(frame))
@@ -191,10 +228,17 @@ class CompiledDestination:
         group.phone = _none(self._phone(frame)) if self._phone else [None] * size
         group.region = _none(frame.path("user.country"))
 
-        identify = rule_settings["identify"] if "identify" in rule_settings else self._identify
-        group.identify = _none(self._cached(identify)(frame)) if identify is not None else [None] * size
+        # walkerOS: rule.settings.identify ?? settings.identify
+        identify = rule_settings.get("identify")
+        if identify is None:
+            identify = self._identify
+        group.identify = (
+            _none(self._cached(identify)(frame)) if identify is not None else [None] * size
+        )
         group.traits = self._traits(frame)
-        group.items = _none(frame.path(self.line_items_path)) if self.line_items_path else [None] * size
+        group.items = (
+            _none(frame.path(self.line_items_path)) if self.line_items_path else [None] * size
+        )
         return group
 
     def _properties(self, frame: EventFrame, rule: dict[str, Any]) -> list[dict[str, Any]]:
@@ -224,7 +268,8 @@ class CompiledDestination:
         users = frame.path("user")
         return [
             {k: v for k, v in user.items() if k not in STANDARD_USER_KEYS} or None
-            if isinstance(user, dict) else None
+            if isinstance(user, dict)
+            else None
             for user in users
         ]
 
@@ -254,7 +299,9 @@ def _flatten(prefix: str, value: dict[str, Any], out: dict[str, Any]) -> None:
 
 
 def _include_sections(frame: EventFrame, sections: list[str]) -> list[dict[str, Any]]:
-    names = ["data", "globals", "context", "user", "source", "event"] if "all" in sections else sections
+    names = (
+        ["data", "globals", "context", "user", "source", "event"] if "all" in sections else sections
+    )
     rows: list[dict[str, Any]] = [{} for _ in range(frame.size)]
     for section in names:
         if section == "event":
@@ -287,5 +334,8 @@ def _apply_policy(events: pd.DataFrame, policy: dict[str, ColumnFunction]) -> pd
         return events
     frame = EventFrame(events)
     computed = {path: function(frame) for path, function in policy.items()}
-    updates = {path: pd.Series(_none(values), index=events.index, dtype=object) for path, values in computed.items()}
+    updates = {
+        path: pd.Series(_none(values), index=events.index, dtype=object)
+        for path, values in computed.items()
+    }
     return events.assign(**updates)
