@@ -103,7 +103,7 @@ def build_assets(config: PipelineConfig) -> list[Any]:
         unsendable = int(table.attrs.get("rows_unsendable", 0))
         context.log.info(
             f"Normalized {table.rows:,} events for {context.partition_key}; "
-            f"{unsendable:,} cannot be sent"
+            f"{unsendable:,} rejected for a missing or invalid time or name"
         )
         return Output(
             table, metadata={"dagster/row_count": table.rows, "rows_unsendable": unsendable}

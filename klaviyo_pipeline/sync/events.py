@@ -122,9 +122,9 @@ def sync_events(
 
     report = session.finish()
     log.info(
-        "Event sync of partition %s finished: %s in %d requests",
+        "Event sync of partition %s finished: %s; %d request(s)",
         partition,
-        report.status_counts,
+        report.describe_counts(),
         report.requests,
     )
     return report

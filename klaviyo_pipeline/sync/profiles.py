@@ -130,9 +130,9 @@ def sync_profiles(
 
     report = session.finish()
     log.info(
-        "Profile sync of partition %s finished: %s in %d jobs and %d requests",
+        "Profile sync of partition %s finished: %s; %d job(s), %d request(s)",
         partition,
-        report.status_counts,
+        report.describe_counts(),
         report.jobs,
         report.requests,
     )

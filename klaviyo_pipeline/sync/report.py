@@ -61,6 +61,10 @@ class SyncReport:
             return self.status_counts.get(str(status), 0)
         return self.reason_counts.get(str(status), {}).get(str(reason), 0)
 
+    def describe_counts(self) -> str:
+        """Return the status counts as text, such as "sent 6, rejected 1, failed 0"."""
+        return ", ".join(f"{status} {count:,}" for status, count in self.status_counts.items())
+
     def fill_counts(self, outcomes: pd.DataFrame) -> None:
         """Set `outcomes` and every count from it."""
         self.outcomes = outcomes
