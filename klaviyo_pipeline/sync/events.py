@@ -18,6 +18,7 @@ record is rejected with it. A 413 splits the batch the same way.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import pandas as pd
@@ -50,6 +51,9 @@ from klaviyo_pipeline.sync.session import (
 from klaviyo_pipeline.sync_log import SyncLog
 
 _logger = logging.getLogger(__name__)
+# The longest time that finished batches wait before their outcomes go to the sync log.
+SYNC_LOG_WRITE_SECONDS = 2.0
+SYNC_LOG_WRITE_BATCHES = 10
 # Rejections logged at WARNING per sync; later ones go to DEBUG and into the counts.
 LOGGED_REJECTIONS = 20
 
@@ -168,8 +172,18 @@ class _EventSender:
         self.session = session
         self.payloads = payloads
         self.rejections_logged = 0
+        self._unwritten: list[int] = []
+        self._unwritten_batches = 0
+        self._written_at = time.monotonic()
 
     def send_all(self, batches: list[list[int]]) -> None:
+        """Send the batches and write every outcome to the sync log before returning."""
+        try:
+            self._send_all(batches)
+        finally:
+            self._flush()
+
+    def _send_all(self, batches: list[list[int]]) -> None:
         """Send the batches with up to `sync.max_in_flight` requests under way at once.
 
         Batches settle disjoint records, so the sends of different batches never touch the
@@ -204,15 +218,33 @@ class _EventSender:
                         wait(running)
                         for other, other_batch in running.items():
                             if other.exception() is None:
-                                self.session.write(other_batch)
+                                self._unwritten.extend(other_batch)
                         raise future.exception()
                     if not self._settle(batch, future.result()):
                         stopping = True
 
     def _settle(self, batch: list[int], exhausted: bool) -> bool:
-        """Write a finished batch to the sync log; return False once the sync should stop."""
-        self.session.write(batch)
+        """Record a finished batch; return False once the sync should stop.
+
+        Outcomes go to the sync log every SYNC_LOG_WRITE_BATCHES batches or
+        SYNC_LOG_WRITE_SECONDS, whichever comes first, because a write costs a DuckDB
+        connection. A run killed in between leaves those records as failed /
+        not_attempted, so the next run sends them again, which Klaviyo de-duplicates by
+        unique_id.
+        """
+        self._unwritten.extend(batch)
+        self._unwritten_batches += 1
+        due = time.monotonic() - self._written_at >= SYNC_LOG_WRITE_SECONDS
+        if due or self._unwritten_batches >= SYNC_LOG_WRITE_BATCHES:
+            self._flush()
         return self.session.batch_finished(exhausted)
+
+    def _flush(self) -> None:
+        if self._unwritten:
+            self.session.write(self._unwritten)
+            self._unwritten = []
+        self._unwritten_batches = 0
+        self._written_at = time.monotonic()
 
     def send(self, positions: list[int], description: str) -> bool:
         """Send one batch and settle each of its records; return True if retries ran out."""
