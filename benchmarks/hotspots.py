@@ -121,7 +121,7 @@ def profile_mapping(export: Path, state_dir: Path) -> str:
 
 
 def _py_spy_stacks(run: Callable[[], None]) -> list[tuple[list[str], int]]:
-    """Run `run` while py-spy samples this process; return (frames, samples) per stack."""
+    """Run `run` while py-spy samples this process, and return (frames, samples) per stack."""
     executable = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(executable).exists():
         sys.exit("py-spy is not installed; install it with '.venv/bin/pip install py-spy'")
@@ -141,7 +141,7 @@ def _py_spy_stacks(run: Callable[[], None]) -> list[tuple[list[str], int]]:
     for line in lines:
         stack, _, count = line.rpartition(" ")
         if stack and count.isdigit():
-            # py-spy names frames "function (file:line)"; the line splits one function.
+            # py-spy names frames "function (file:line)", and the line would split a function.
             frames = [_LINE_NUMBER.sub(")", frame) for frame in stack.split(";")]
             stacks.append((frames, int(count)))
     return stacks

@@ -4,7 +4,7 @@ The parent starts `python -m benchmarks.memory {mapping,sync} ...`. The child wr
 stage timings, its counts and its peak RSS after each stage to a JSON file. The peak RSS
 is `VmHWM` of `/proc/self/status`, the high-water mark of the child program's own memory.
 It is not `ru_maxrss`, because on Linux a child's `ru_maxrss` includes the RSS that its
-parent had at the fork: a child of an 800 MiB Python process reports 811 MiB of
+parent had at the fork. A child of an 800 MiB Python process reports 811 MiB of
 `ru_maxrss` and 11 MiB of `VmHWM` before it allocates anything (measured on this machine,
 Linux with Python 3.11). The parent stores the `ru_maxrss` from `os.wait4` next to it.
 

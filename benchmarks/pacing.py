@@ -53,7 +53,7 @@ def rate_limit_bound(requests: int, burst: int, steady: int, time_scale: float) 
 
 
 class _TimedSends:
-    """Wraps a client method to add up the seconds of its calls (request round trips)."""
+    """Client method wrapper that adds up the seconds of its calls (request round trips)."""
 
     def __init__(self, method: Any) -> None:
         self.method = method

@@ -181,7 +181,7 @@ def run_full_sync(seed: int) -> dict[str, Any]:
     exports = {rows: generate.ensure_export(rows, seed) for rows in FULL_SYNC_ROWS}
     _progress(f"peak RSS of the whole sync, {', '.join(f'{rows:,}' for rows in exports)} rows")
     # The children are independent processes, so they run side by side to save time. RSS
-    # does not depend on what else runs; their stage times do, and are for orientation only.
+    # does not depend on what else runs. Their stage times do, so they are for orientation only.
     with ThreadPoolExecutor(max_workers=len(exports)) as pool:
         futures = {
             rows: pool.submit(_whole_sync, export, FULL_SYNC_TIMEOUT_SECONDS)
