@@ -198,6 +198,10 @@ def _drop_cross_chunk_duplicates(table: PartitionTable) -> pd.DataFrame:
         ) WHERE rank > 1
     """
     with duckdb.connect() as connection:
+        # The window over every event key of the partition spills to disk past this limit,
+        # so the step's memory stays bounded for large partitions.
+        connection.execute("SET memory_limit = '256MB'")
+        connection.execute(f"SET temp_directory = '{Path(table.path).parent / '.duckdb_tmp'}'")
         repeats = connection.execute(query).df()
     if repeats.empty:
         return pd.DataFrame(columns=list(OUTCOME_COLUMNS))
