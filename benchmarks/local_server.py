@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
 STOP_TIMEOUT_SECONDS = 10.0
 
 
@@ -31,6 +33,11 @@ class LocalServerProcess:
             entries = json.loads(response.read())
         assert isinstance(entries, list), "GET /_local/requests did not return a list"
         return entries
+
+    def cpu_seconds(self) -> float:
+        """Return the user and system CPU seconds that the server process has used."""
+        times = psutil.Process(self.process.pid).cpu_times()
+        return float(times.user + times.system)
 
     def reset(self) -> None:
         """Delete the server's events, profiles, jobs and request log."""

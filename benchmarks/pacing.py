@@ -85,6 +85,7 @@ def measure_sync_efficiency(
         sends = _TimedSends(client.send_event_bulk)
         client.send_event_bulk = sends  # type: ignore[method-assign]
         clock = StageClock()
+        server_cpu_before = server.cpu_seconds()
         with clock.stage("sync_events"):
             report = sync_events(
                 records,
@@ -95,6 +96,7 @@ def measure_sync_efficiency(
                 run_id="benchmark-pacing",
                 backfill=True,
             )
+        server_cpu = server.cpu_seconds() - server_cpu_before
         log = [entry for entry in server.requests() if entry["path"] == EVENT_BULK_PATH]
 
     statuses = Counter(entry.get("status") for entry in log)
@@ -114,6 +116,7 @@ def measure_sync_efficiency(
         "bound_seconds": round(bound, 4),
         "wall_seconds": round(wall, 3),
         "cpu_seconds": round(clock.cpu["sync_events"], 3),
+        "server_cpu_seconds": round(server_cpu, 3),
         "first_to_last_request_seconds": round(span, 3),
         "request_round_trip_seconds": round(sends.seconds, 3),
         "limiter_wait_seconds": round(report.wait_seconds, 3),
