@@ -92,10 +92,12 @@ class EventPayloads:
     Attributes:
         backfill: Value of ``backfill`` on every item and event.
         events: Event resource per record position; None for records with a payload error.
-        event_bytes: Serialized size of each event resource.
+        event_bytes: Serialized size of each event resource: an upper bound until
+            `exact_event_bytes` measured it.
         groups: Profile group key per record position.
         profiles: Profile resource per group key.
-        item_bytes: Serialized size of an item of each group with an empty event list.
+        item_bytes: Serialized size of an item of each group with an empty event list, an
+            upper bound until `exact_item_bytes` measured it.
         errors: Records whose payload could not be built.
     """
 
@@ -106,6 +108,42 @@ class EventPayloads:
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     item_bytes: dict[str, int] = field(default_factory=dict)
     errors: list[PayloadError] = field(default_factory=list)
+    exact_events: set[int] = field(default_factory=set)
+    exact_items: set[str] = field(default_factory=set)
+
+    def exact_event_bytes(self, position: int) -> int:
+        """Measure one event's size as the SDK serializes it, once."""
+        if position not in self.exact_events:
+            self.event_bytes[position] = len(json.dumps(self.events[position]))
+            self.exact_events.add(position)
+        return self.event_bytes[position]
+
+    def exact_item_bytes(self, group: str) -> int:
+        """Measure one profile item's size (with no events) as the SDK serializes it, once."""
+        if group not in self.exact_items:
+            item = item_resource(self.profiles[group], [], self.backfill)
+            self.item_bytes[group] = len(json.dumps(item))
+            self.exact_items.add(group)
+        return self.item_bytes[group]
+
+
+_NON_ASCII = bytes(range(128, 256))
+
+
+def sdk_size_bound(value: Any) -> int:
+    """Return an upper bound of `len(json.dumps(value))` from orjson's compact UTF-8 text.
+
+    json.dumps adds a space after every ',' and ':' separator, writes each non-ASCII
+    character as a 6- or 12-character escape (at most 2 more bytes per UTF-8 byte), and
+    writes float exponents with a sign and two digits ("1e-07" for orjson's "1e-7": one
+    more byte per "e"). It also escapes DEL, which orjson writes as is (5 more bytes).
+    Counting every ',', ':' and 'e' byte, inside strings too, can only overestimate.
+    """
+    text = orjson.dumps(value)
+    extra = text.count(b",") + text.count(b":") + text.count(b"e") + 5 * text.count(b"\x7f")
+    if not text.isascii():
+        extra += 2 * (len(text) - len(text.translate(None, _NON_ASCII)))
+    return len(text) + extra
 
 
 def parse_json_object(text: Any) -> dict[str, Any] | None:
@@ -225,9 +263,9 @@ def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads
         if group not in payloads.profiles:
             profile = profile_resource(record, profile_properties)
             payloads.profiles[group] = profile
-            payloads.item_bytes[group] = len(json.dumps(item_resource(profile, [], backfill)))
+            payloads.item_bytes[group] = sdk_size_bound(item_resource(profile, [], backfill))
         payloads.events.append(event)
-        payloads.event_bytes.append(len(json.dumps(event)))
+        payloads.event_bytes.append(sdk_size_bound(event))
         payloads.groups.append(group)
     return payloads
 
@@ -266,7 +304,9 @@ def plan_event_batches(
     """Split positions into batches within the event count and body size limits.
 
     Positions must already be ordered by profile (see `order_by_profile`). A profile whose
-    events do not fit the current batch continues in the next one.
+    events do not fit the current batch continues in the next one. Sizes are upper bounds
+    until a batch comes near `max_bytes`; then its events are measured exactly, so a batch
+    is closed only when the SDK's text would really exceed the limit.
 
     Returns:
         The batches, and the positions whose event alone exceeds `max_bytes`.
@@ -276,22 +316,27 @@ def plan_event_batches(
     current: list[int] = []
     size = EMPTY_BODY_BYTES
     group: str | None = None
+    exact = False
     for position in positions:
         event_group = payloads.groups[position]
-        event_size = payloads.event_bytes[position]
-        item_size = payloads.item_bytes[event_group]
-        if EMPTY_BODY_BYTES + item_size + event_size > max_bytes:
-            too_large.append(position)
-            continue
+        if (
+            EMPTY_BODY_BYTES + payloads.item_bytes[event_group] + payloads.event_bytes[position]
+            > max_bytes
+        ):
+            alone = payloads.exact_item_bytes(event_group) + payloads.exact_event_bytes(position)
+            if EMPTY_BODY_BYTES + alone > max_bytes:
+                too_large.append(position)
+                continue
 
-        if event_group == group:
-            added = _SEPARATOR_BYTES + event_size
-        else:
-            added = (_SEPARATOR_BYTES if current else 0) + item_size + event_size
+        added = _added_bytes(payloads, position, event_group, group, bool(current), exact)
+        if current and not exact and size + added > max_bytes * _NEAR_LIMIT:
+            size = _exact_batch_bytes(payloads, current)
+            exact = True
+            added = _added_bytes(payloads, position, event_group, group, True, exact)
         if current and (len(current) >= max_events or size + added > max_bytes):
             batches.append(current)
-            current, size, group = [], EMPTY_BODY_BYTES, None
-            added = item_size + event_size
+            current, size, group, exact = [], EMPTY_BODY_BYTES, None, False
+            added = _added_bytes(payloads, position, event_group, group, False, exact)
 
         current.append(position)
         size += added
@@ -299,6 +344,41 @@ def plan_event_batches(
     if current:
         batches.append(current)
     return batches, too_large
+
+
+# Past this share of the byte limit, a batch's sizes are measured exactly.
+_NEAR_LIMIT = 0.8
+
+
+def _added_bytes(
+    payloads: EventPayloads,
+    position: int,
+    event_group: str,
+    group: str | None,
+    has_events: bool,
+    exact: bool,
+) -> int:
+    """Return the bytes that appending one event adds to a batch."""
+    if exact:
+        event_size = payloads.exact_event_bytes(position)
+        item_size = payloads.exact_item_bytes(event_group)
+    else:
+        event_size = payloads.event_bytes[position]
+        item_size = payloads.item_bytes[event_group]
+    if event_group == group:
+        return _SEPARATOR_BYTES + event_size
+    return (_SEPARATOR_BYTES if has_events else 0) + item_size + event_size
+
+
+def _exact_batch_bytes(payloads: EventPayloads, positions: list[int]) -> int:
+    """Return the exact size of a batch body, measuring each of its events."""
+    size = EMPTY_BODY_BYTES
+    group: str | None = None
+    for index, position in enumerate(positions):
+        event_group = payloads.groups[position]
+        size += _added_bytes(payloads, position, event_group, group, index > 0, True)
+        group = event_group
+    return size
 
 
 @dataclass(frozen=True)
