@@ -8,9 +8,9 @@ The default run first measures the mapping throughput of the project and of the 
 baseline on the same 100k rows, and the serialization floor. Then it measures the sync
 efficiency and the request counts against rate-limited local servers. Last come the peak
 RSS of the mapping at 1M and 2M rows and of the whole sync at 100k rows. The whole sync of
-1M and 2M events takes longer than the 15 minutes that `make bench` may take, so
-`--full-sync` measures it on its own. The default run copies the figures of the last such
-run, with its date and commit. See docs/benchmarks.md.
+1M and 2M events would push `make bench` past the 15 minutes it may take, so `--full-sync`
+measures it on its own. The default run copies the figures of the last such run, with its
+date and commit. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
