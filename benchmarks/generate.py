@@ -56,17 +56,6 @@ GENERATOR_VERSION = 1
 DEFAULT_SEED = 20191001
 SIZES = {"100k": 100_000, "1m": 1_000_000, "2m": 2_000_000, "10m": 10_000_000}
 PARTITION_DAY = "2019-10-01"
-COLUMNS = (
-    "event_time",
-    "event_type",
-    "product_id",
-    "category_id",
-    "category_code",
-    "brand",
-    "price",
-    "user_id",
-    "user_session",
-)
 ExportFormat = Literal["parquet", "csv"]
 
 SECONDS_PER_DAY = 86_400

@@ -39,12 +39,6 @@ class LocalServerProcess:
         times = psutil.Process(self.process.pid).cpu_times()
         return float(times.user + times.system)
 
-    def reset(self) -> None:
-        """Delete the server's events, profiles, jobs and request log."""
-        request = urllib.request.Request(f"{self.base_url}/_local/reset", data=b"{}", method="POST")
-        with urllib.request.urlopen(request, timeout=60):
-            pass
-
 
 @contextmanager
 def local_klaviyo(

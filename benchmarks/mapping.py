@@ -38,8 +38,6 @@ from klaviyo_pipeline.sync.event_bodies import (
 )
 from klaviyo_pipeline.sync.session import order_records
 
-STAGES = ("normalize", "map", "records", "payloads", "batches", "bodies", "serialize")
-
 
 @dataclass
 class MappingRun:
