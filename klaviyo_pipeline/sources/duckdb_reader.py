@@ -118,11 +118,16 @@ def count_duckdb_partition(source: SourceConfig, window: PartitionWindow, base_d
         return int(rows[0][0])
 
 
+SOURCE_MEMORY_LIMIT = "512MB"
+
+
 @contextmanager
 def _connect(source: SourceConfig, base_dir: str) -> Iterator[duckdb.DuckDBPyConnection]:
     # A private spill folder, so a large ORDER BY never writes next to the config or the data.
     with tempfile.TemporaryDirectory(prefix="klaviyo_pipeline_duckdb_") as spill_dir:
-        config = {"temp_directory": spill_dir}
+        # The ORDER BY over the whole partition spills to disk past this limit, so reading
+        # takes memory bounded by the limit rather than by the partition.
+        config = {"temp_directory": spill_dir, "memory_limit": SOURCE_MEMORY_LIMIT}
         if source.kind == "duckdb":
             connection = _connect_database(source, base_dir, config)
         else:
