@@ -264,6 +264,7 @@ def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads
     values = zip(*(records[column].astype(object).tolist() for column in columns), strict=True)
     rows = (dict(zip(columns, row, strict=True)) for row in values)
     suspects = set(_suspect_positions(records))
+    group_keys = _group_keys(records)
     for position, record in enumerate(rows):
         problem = check_event_record(record) if position in suspects else None
         if problem is not None:
@@ -285,7 +286,7 @@ def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads
             continue
 
         event = event_resource(record, time, properties, backfill)
-        group = _group_key(record)
+        group = group_keys[position]
         if group not in payloads.profiles:
             profile = profile_resource(record, profile_properties)
             payloads.profiles[group] = profile
@@ -309,11 +310,13 @@ def _add_error(
     payloads.groups.append("")
 
 
-def _group_key(record: dict[str, Any]) -> str:
-    # Events of one profile share an item only if the profile they carry is identical.
-    parts = (record["profile_key"], record["email"], record["phone_number"], record["external_id"])
-    texts = [optional_text(part) or "" for part in (*parts, record["profile_properties"])]
-    return "\x1f".join(texts)
+def _group_keys(records: pd.DataFrame) -> list[str]:
+    """Return each record's profile group; events share an item only if their profile does."""
+    columns = ["profile_key", "email", "phone_number", "external_id", "profile_properties"]
+    texts = [
+        records[name].astype(object).where(records[name].notna(), "").map(str) for name in columns
+    ]
+    return texts[0].str.cat(texts[1:], sep="\x1f").tolist()
 
 
 def order_by_profile(positions: list[int], groups: list[str]) -> list[int]:
