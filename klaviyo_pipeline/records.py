@@ -107,30 +107,13 @@ class MappedPartition:
     warnings: Counter[str] = field(default_factory=Counter)
 
 
-@dataclass
-class _Candidates:
+class _Candidates(RuleGroup):
     """Column lists gathered from every rule group before the vectorized clean-up."""
-
-    row_id: list[int] = field(default_factory=list)
-    metric: list[Any] = field(default_factory=list)
-    properties: list[Any] = field(default_factory=list)
-    value: list[Any] = field(default_factory=list)
-    value_mapped: list[bool] = field(default_factory=list)
-    currency: list[Any] = field(default_factory=list)
-    unique_id: list[Any] = field(default_factory=list)
-    unique_id_required: list[bool] = field(default_factory=list)
-    email: list[Any] = field(default_factory=list)
-    phone: list[Any] = field(default_factory=list)
-    external_id: list[Any] = field(default_factory=list)
-    region: list[Any] = field(default_factory=list)
-    identify: list[Any] = field(default_factory=list)
-    send_event: list[bool] = field(default_factory=list)
-    traits: list[Any] = field(default_factory=list)
-    items: list[Any] = field(default_factory=list)
 
     def extend(self, group: RuleGroup) -> None:
         for name in self.__dataclass_fields__:
-            getattr(self, name).extend(getattr(group, name))
+            if name != "settled":
+                getattr(self, name).extend(getattr(group, name))
 
 
 def _outcome_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
