@@ -6,7 +6,6 @@ and `reject_detail` (set when the row cannot become an event), plus every event 
 column of the source (`user.email`, `data.price`, `nested`, ...).
 """
 
-import hashlib
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -19,7 +18,16 @@ from klaviyo_pipeline import normalize
 from klaviyo_pipeline.jsonsafe import MISSING, dumps, to_json_safe
 from klaviyo_pipeline.outcomes import Reason
 
-CANONICAL_COLUMNS = ("row_id", "id", "name", "name_key", "timestamp", "time", "reject_reason", "reject_detail")
+CANONICAL_COLUMNS = (
+    "row_id",
+    "id",
+    "name",
+    "name_key",
+    "timestamp",
+    "time",
+    "reject_reason",
+    "reject_detail",
+)
 
 
 class SourceColumnsError(ValueError):
@@ -72,9 +80,14 @@ def _has_non_json_cells(series: pd.Series) -> bool:
         return True
     if isinstance(series.dtype, pd.ArrowDtype):
         arrow_type = series.dtype.pyarrow_dtype
-        plain = (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
-                 or pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
-                 or pa.types.is_boolean(arrow_type) or pa.types.is_timestamp(arrow_type))
+        plain = (
+            pa.types.is_string(arrow_type)
+            or pa.types.is_large_string(arrow_type)
+            or pa.types.is_integer(arrow_type)
+            or pa.types.is_floating(arrow_type)
+            or pa.types.is_boolean(arrow_type)
+            or pa.types.is_timestamp(arrow_type)
+        )
         return not plain
     return False
 
@@ -99,21 +112,28 @@ def normalize_events(
     for needed in ("name", time_column):
         if needed not in source.columns and len(source):
             raise SourceColumnsError(
-                f"source rows have no {needed!r} column; columns are {sorted(source.columns)[:20]}. "
-                f"Select or map a column AS \"{needed}\"."
+                f"source rows have no {needed!r} column; "
+                f"columns are {sorted(source.columns)[:20]}. "
+                f'Select or map a column AS "{needed}".'
             )
 
     df = source.reset_index(drop=True).copy()
     if time_column != "timestamp":
         df = df.rename(columns={time_column: "timestamp"})
     if df.empty:
-        return pd.DataFrame(columns=[*CANONICAL_COLUMNS, *[c for c in df.columns if c not in CANONICAL_COLUMNS]])
+        return pd.DataFrame(
+            columns=[*CANONICAL_COLUMNS, *[c for c in df.columns if c not in CANONICAL_COLUMNS]]
+        )
 
-    object_columns = [c for c in df.columns if _has_non_json_cells(df[c]) and c not in ("name", "timestamp")]
+    object_columns = [
+        c for c in df.columns if _has_non_json_cells(df[c]) and c not in ("name", "timestamp")
+    ]
     for column in object_columns:
         df[column] = _json_safe_objects(df[column])
 
-    timestamps, time_reasons = normalize.parse_timestamps(df["timestamp"], timestamp_unit, source_timezone)
+    timestamps, time_reasons = normalize.parse_timestamps(
+        df["timestamp"], timestamp_unit, source_timezone
+    )
     range_reasons = normalize.check_time_range(timestamps, now=now)
     df["timestamp"] = timestamps
     if window is not None:
@@ -129,7 +149,11 @@ def normalize_events(
     df["name"] = _tidy_names(df["name"])
 
     df["time"] = normalize.format_times(df["timestamp"])
-    ids = normalize.format_ids(df["id"]) if "id" in df.columns else pd.Series(None, index=df.index, dtype=object)
+    ids = (
+        normalize.format_ids(df["id"])
+        if "id" in df.columns
+        else pd.Series(None, index=df.index, dtype=object)
+    )
     missing = ids.isna()
     if missing.any():
         source_columns = df.columns.difference(["name_key", "time", "id"])
@@ -172,13 +196,16 @@ def _reject_details(df: pd.DataFrame, raw_names: pd.Series) -> pd.Series:
     details = pd.Series([None] * len(df), index=df.index, dtype=object)
     out_of_range = df["reject_reason"] == Reason.TIME_OUT_OF_RANGE.value
     if out_of_range.any():
-        details[out_of_range] = "event time " + df.loc[out_of_range, "time"].astype(str) + (
-            " is before 2000 or more than a year ahead"
+        details[out_of_range] = (
+            "event time "
+            + df.loc[out_of_range, "time"].astype(str)
+            + (" is before 2000 or more than a year ahead")
         )
     bad_name = df["reject_reason"] == Reason.INVALID_NAME.value
     if bad_name.any():
         details[bad_name] = [
-            "event name is missing or empty" if not isinstance(name, str) or not name
+            "event name is missing or empty"
+            if not isinstance(name, str) or not name
             else f"event name of type {type(raw).__name__} is not text or a number: {name[:80]!r}"
             for name, raw in zip(df.loc[bad_name, "name"], raw_names[bad_name], strict=True)
         ]

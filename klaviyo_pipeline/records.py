@@ -32,16 +32,43 @@ from klaviyo_pipeline.masking import mask_identity
 from klaviyo_pipeline.outcomes import Reason, Status
 
 EVENT_COLUMNS = (
-    "record_id", "row_id", "partition", "metric", "unique_id", "email", "phone_number",
-    "external_id", "profile_key", "time", "value", "value_currency", "properties",
-    "profile_properties", "content_hash",
+    "record_id",
+    "row_id",
+    "partition",
+    "metric",
+    "unique_id",
+    "email",
+    "phone_number",
+    "external_id",
+    "profile_key",
+    "time",
+    "value",
+    "value_currency",
+    "properties",
+    "profile_properties",
+    "content_hash",
 )
 PROFILE_COLUMNS = (
-    "record_id", "row_id", "partition", "email", "phone_number", "external_id", "profile_key",
-    "attributes", "content_hash",
+    "record_id",
+    "row_id",
+    "partition",
+    "email",
+    "phone_number",
+    "external_id",
+    "profile_key",
+    "attributes",
+    "content_hash",
 )
 OUTCOME_COLUMNS = (
-    "row_id", "record_id", "stream", "status", "reason", "detail", "metric", "unique_id", "identity",
+    "row_id",
+    "record_id",
+    "stream",
+    "status",
+    "reason",
+    "detail",
+    "metric",
+    "unique_id",
+    "identity",
 )
 
 PROFILE_TRAITS = (
@@ -53,22 +80,57 @@ PROFILE_TRAITS = (
     ("location", "location"),
 )
 LOCATION_KEYS = frozenset(
-    {"address1", "address2", "city", "country", "latitude", "longitude", "region", "zip", "timezone", "ip"}
+    {
+        "address1",
+        "address2",
+        "city",
+        "country",
+        "latitude",
+        "longitude",
+        "region",
+        "zip",
+        "timezone",
+        "ip",
+    }
 )
 # Profile attributes that Klaviyo's profile import accepts at the top level. Unset names outside
 # these and LOCATION_KEYS are custom properties.
 TOP_LEVEL_ATTRIBUTES = frozenset(
-    {"email", "phone_number", "external_id", "first_name", "last_name", "organization", "title",
-     "image", "locale", "location", "properties"}
+    {
+        "email",
+        "phone_number",
+        "external_id",
+        "first_name",
+        "last_name",
+        "organization",
+        "title",
+        "image",
+        "locale",
+        "location",
+        "properties",
+    }
 )
 # Custom property names that look like marketing consent. A profile upsert never changes consent
 # in Klaviyo (subscriptions do), so rows with these keys get a `consent_unchanged` warning.
 # NOTE: a heuristic list of common names; other spellings pass without the warning.
 CONSENT_PROPERTY_KEYS = frozenset(
-    {"accepts_marketing", "accepts_email_marketing", "accepts_sms_marketing", "consent",
-     "email_consent", "sms_consent", "marketing_consent", "email_marketing_consent",
-     "sms_marketing_consent", "subscribed", "subscriptions", "opt_in", "optin",
-     "email_opt_in", "sms_opt_in"}
+    {
+        "accepts_marketing",
+        "accepts_email_marketing",
+        "accepts_sms_marketing",
+        "consent",
+        "email_consent",
+        "sms_consent",
+        "marketing_consent",
+        "email_marketing_consent",
+        "sms_marketing_consent",
+        "subscribed",
+        "subscriptions",
+        "opt_in",
+        "optin",
+        "email_opt_in",
+        "sms_opt_in",
+    }
 )
 # Warning counters for the notes that `clean_properties` returns, by the note's first words.
 PROPERTY_NOTES = (
@@ -142,7 +204,9 @@ def _hashes(*columns: pd.Series) -> pd.Series:
     """
     frame = pd.concat(columns, axis=1, ignore_index=True)
     hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    return pd.Series([f"{value:016x}" for value in hashed.tolist()], index=columns[0].index, dtype=object)
+    return pd.Series(
+        [f"{value:016x}" for value in hashed.tolist()], index=columns[0].index, dtype=object
+    )
 
 
 _PLAIN_TYPES = frozenset({str, int, bool})
@@ -200,14 +264,31 @@ class RecordBuilder:
         self._profile_rows: dict[str, int] = {}
         self._profile_identifiers: dict[str, tuple[Any, Any, Any]] = {}
 
-    def settle(self, row_id: int, stream: str, status: Status, reason: str, detail: str | None = None,
-               metric: Any = None, unique_id: Any = None, identity: str | None = None,
-               record_id: str | None = None) -> None:
-        self.outcomes.append({
-            "row_id": int(row_id), "record_id": record_id or str(row_id), "stream": stream,
-            "status": status.value, "reason": str(reason), "detail": detail,
-            "metric": metric, "unique_id": unique_id, "identity": identity,
-        })
+    def settle(
+        self,
+        row_id: int,
+        stream: str,
+        status: Status,
+        reason: str,
+        detail: str | None = None,
+        metric: Any = None,
+        unique_id: Any = None,
+        identity: str | None = None,
+        record_id: str | None = None,
+    ) -> None:
+        self.outcomes.append(
+            {
+                "row_id": int(row_id),
+                "record_id": record_id or str(row_id),
+                "stream": stream,
+                "status": status.value,
+                "reason": str(reason),
+                "detail": detail,
+                "metric": metric,
+                "unique_id": unique_id,
+                "identity": identity,
+            }
+        )
 
     def build(self, events: pd.DataFrame) -> MappedPartition:
         """Map one chunk of rows; return its event records, settled outcomes and warnings.
@@ -222,8 +303,14 @@ class RecordBuilder:
         for group in self.destination.evaluate(valid):
             for row_id, reason in group.settled:
                 status = Status.SKIPPED if reason != Reason.INVALID_NAME else Status.REJECTED
-                self.settle(row_id, "event", status, reason, SETTLED_DETAILS.get(str(reason)),
-                            metric=names.get(row_id))
+                self.settle(
+                    row_id,
+                    "event",
+                    status,
+                    reason,
+                    SETTLED_DETAILS.get(str(reason)),
+                    metric=names.get(row_id),
+                )
             candidates.extend(group)
 
         table = self._clean(candidates, events)
@@ -242,25 +329,48 @@ class RecordBuilder:
         )
 
     def _settle_normalizer_rejects(self, events: pd.DataFrame) -> pd.DataFrame:
-        rejected = events["reject_reason"].notna() if "reject_reason" in events else pd.Series(False, index=events.index)
-        for row in events.loc[rejected, ["row_id", "reject_reason", "reject_detail", "name"]].itertuples(index=False):
-            self.settle(row.row_id, "event", Status.REJECTED, row.reject_reason, row.reject_detail, metric=row.name)
+        rejected = (
+            events["reject_reason"].notna()
+            if "reject_reason" in events
+            else pd.Series(False, index=events.index)
+        )
+        for row in events.loc[
+            rejected, ["row_id", "reject_reason", "reject_detail", "name"]
+        ].itertuples(index=False):
+            self.settle(
+                row.row_id,
+                "event",
+                Status.REJECTED,
+                row.reject_reason,
+                row.reject_detail,
+                metric=row.name,
+            )
         return events.loc[~rejected]
 
     def _clean(self, c: _Candidates, events: pd.DataFrame) -> pd.DataFrame:
         """Normalize identities, values, currencies and unique ids of all candidates at once."""
-        table = pd.DataFrame({
-            "row_id": pd.Series(c.row_id, dtype="int64"),
-            "metric": pd.Series(c.metric, dtype=object),
-            "send_event": pd.Series(c.send_event, dtype=bool),
-            "unique_id_required": pd.Series(c.unique_id_required, dtype=bool),
-        })
+        table = pd.DataFrame(
+            {
+                "row_id": pd.Series(c.row_id, dtype="int64"),
+                "metric": pd.Series(c.metric, dtype=object),
+                "send_event": pd.Series(c.send_event, dtype=bool),
+                "unique_id_required": pd.Series(c.unique_id_required, dtype=bool),
+            }
+        )
         table["properties"] = pd.Series(c.properties, dtype=object)
         table["identify"] = pd.Series(c.identify, dtype=object)
         table["traits"] = pd.Series(c.traits, dtype=object)
         table["items"] = pd.Series(c.items, dtype=object)
         if table.empty:
-            for column in ("email", "phone_number", "external_id", "value", "value_currency", "unique_id", "time"):
+            for column in (
+                "email",
+                "phone_number",
+                "external_id",
+                "value",
+                "value_currency",
+                "unique_id",
+                "time",
+            ):
                 table[column] = pd.Series(dtype=object)
             table["reason"] = pd.Series(dtype=object)
             return table
@@ -270,7 +380,9 @@ class RecordBuilder:
         regions: Any = pd.Series(c.region, dtype=object)
         if self.options.default_region:
             regions = regions.where(regions.notna(), self.options.default_region)
-        phones, phone_reasons = normalize.normalize_phones(normalize.format_ids(pd.Series(c.phone, dtype=object)), regions)
+        phones, phone_reasons = normalize.normalize_phones(
+            normalize.format_ids(pd.Series(c.phone, dtype=object)), regions
+        )
         external_ids = normalize.format_ids(pd.Series(c.external_id, dtype=object))
         external_reasons = normalize.check_external_ids(external_ids)
         if self.options.external_id_too_long == "drop":
@@ -286,7 +398,9 @@ class RecordBuilder:
         has_identifier = table[["email", "phone_number", "external_id"]].notna().any(axis=1)
         self.warnings["email_dropped"] += int((emails_dropped & has_identifier).sum())
 
-        values, value_reasons = normalize.parse_values(pd.Series(c.value, dtype=object), self.options.locale_values)
+        values, value_reasons = normalize.parse_values(
+            pd.Series(c.value, dtype=object), self.options.locale_values
+        )
         currencies, currency_reasons = normalize.normalize_currencies(
             pd.Series(c.currency, dtype=object), default=self.destination.currency
         )
@@ -295,8 +409,12 @@ class RecordBuilder:
         currency_reasons = currency_reasons.where(has_value, None)
         # A mapped value that resolves to nothing (NULL, NaN, ±inf) is left out of the event.
         value_expected = pd.Series(c.value_mapped, dtype=bool) & table["send_event"]
-        self.warnings["value_missing"] += int((value_expected & ~has_value & value_reasons.isna()).sum())
-        self.warnings["currency_missing"] += int((has_value & currencies.isna() & currency_reasons.isna()).sum())
+        self.warnings["value_missing"] += int(
+            (value_expected & ~has_value & value_reasons.isna()).sum()
+        )
+        self.warnings["currency_missing"] += int(
+            (has_value & currencies.isna() & currency_reasons.isna()).sum()
+        )
         if self.options.drop_invalid_currency:
             self.warnings["currency_dropped"] += int(currency_reasons.notna().sum())
             currency_reasons = pd.Series([None] * len(table), dtype=object)
@@ -338,17 +456,37 @@ class RecordBuilder:
         events = table[table["send_event"].astype(bool)].copy()
         for row in events[events["reason"].notna()].itertuples(index=False):
             status = _unsendable_status(row.reason)
-            self.settle(row.row_id, "event", status, row.reason, row.detail, metric=row.metric,
-                        unique_id=row.unique_id, identity=mask_identity(row.email, row.phone_number, row.external_id))
+            self.settle(
+                row.row_id,
+                "event",
+                status,
+                row.reason,
+                row.detail,
+                metric=row.metric,
+                unique_id=row.unique_id,
+                identity=mask_identity(row.email, row.phone_number, row.external_id),
+            )
         for row in table[~table["send_event"].astype(bool)].itertuples(index=False):
             if row.reason is None:
-                self.settle(row.row_id, "event", Status.SKIPPED, Reason.SILENT, "rule is silent: profile only",
-                            metric=row.metric)
+                self.settle(
+                    row.row_id,
+                    "event",
+                    Status.SKIPPED,
+                    Reason.SILENT,
+                    "rule is silent: profile only",
+                    metric=row.metric,
+                )
             else:
                 # The row's only output is its profile, so the row ends with the profile's reason.
-                self.settle(row.row_id, "event", _unsendable_status(row.reason), row.reason, row.detail,
-                            metric=row.metric,
-                            identity=mask_identity(row.email, row.phone_number, row.external_id))
+                self.settle(
+                    row.row_id,
+                    "event",
+                    _unsendable_status(row.reason),
+                    row.reason,
+                    row.detail,
+                    metric=row.metric,
+                    identity=mask_identity(row.email, row.phone_number, row.external_id),
+                )
         events = events[events["reason"].isna()]
         events["record_id"] = events["row_id"].astype(str)
         events = self._add_line_items(events)
@@ -362,14 +500,26 @@ class RecordBuilder:
         unique_ids = events["unique_id"]
         metrics = events["metric"]
         checks = [
-            (unique_ids.isna() & events["unique_id_required"].astype(bool), Reason.UNIQUE_ID_MISSING,
-             "the uniqueId mapping resolved to no value"),
-            (unique_ids.str.len() > settings.MAX_UNIQUE_ID_LENGTH, Reason.UNIQUE_ID_TOO_LONG,
-             "unique_id has more than 255 characters"),
-            (~metrics.map(lambda metric: isinstance(metric, str)), Reason.METRIC_NAME_TOO_LONG,
-             "the event has no metric name"),
-            (metrics.astype(object).str.len() > settings.MAX_METRIC_NAME_LENGTH, Reason.METRIC_NAME_TOO_LONG,
-             f"metric name has more than {settings.MAX_METRIC_NAME_LENGTH} characters"),
+            (
+                unique_ids.isna() & events["unique_id_required"].astype(bool),
+                Reason.UNIQUE_ID_MISSING,
+                "the uniqueId mapping resolved to no value",
+            ),
+            (
+                unique_ids.str.len() > settings.MAX_UNIQUE_ID_LENGTH,
+                Reason.UNIQUE_ID_TOO_LONG,
+                "unique_id has more than 255 characters",
+            ),
+            (
+                ~metrics.map(lambda metric: isinstance(metric, str)),
+                Reason.METRIC_NAME_TOO_LONG,
+                "the event has no metric name",
+            ),
+            (
+                metrics.astype(object).str.len() > settings.MAX_METRIC_NAME_LENGTH,
+                Reason.METRIC_NAME_TOO_LONG,
+                f"metric name has more than {settings.MAX_METRIC_NAME_LENGTH} characters",
+            ),
         ]
         for hit, code, text in checks:
             hit = hit.fillna(False).astype(bool) & reason.isna()
@@ -378,7 +528,9 @@ class RecordBuilder:
 
         texts: list[str | None] = []
         flatten = self.options.flatten_properties
-        for props, settled in zip(events["properties"].tolist(), reason.isna().tolist(), strict=True):
+        for props, settled in zip(
+            events["properties"].tolist(), reason.isna().tolist(), strict=True
+        ):
             text, prop_reason, prop_detail = (None, None, None)
             if settled:
                 text, prop_reason, prop_detail = properties_json(props, flatten)
@@ -392,17 +544,31 @@ class RecordBuilder:
 
         rejected = reason.notna()
         for row, row_reason, row_detail in zip(
-            events[rejected].itertuples(index=False), reason[rejected], detail[rejected], strict=True
+            events[rejected].itertuples(index=False),
+            reason[rejected],
+            detail[rejected],
+            strict=True,
         ):
-            self.settle(row.row_id, "event", Status.REJECTED, row_reason, row_detail, metric=row.metric,
-                        unique_id=row.unique_id, record_id=row.record_id,
-                        identity=mask_identity(row.email, row.phone_number, row.external_id))
+            self.settle(
+                row.row_id,
+                "event",
+                Status.REJECTED,
+                row_reason,
+                row_detail,
+                metric=row.metric,
+                unique_id=row.unique_id,
+                record_id=row.record_id,
+                identity=mask_identity(row.email, row.phone_number, row.external_id),
+            )
         return events.assign(properties=texts)[~rejected.to_numpy()]
 
     def _count_property_notes(self, notes: str | None) -> None:
         """Count the notes of `clean_properties` (dropped `$` keys, NaN or ±inf, collisions)."""
         for note in notes.split("; ") if notes else ():
-            name = next((key for prefix, key in PROPERTY_NOTES if note.startswith(prefix)), "property_adjusted")
+            name = next(
+                (key for prefix, key in PROPERTY_NOTES if note.startswith(prefix)),
+                "property_adjusted",
+            )
             self.warnings[name] += 1
 
     def _profile_properties(self, traits: Any) -> str | None:
@@ -420,25 +586,49 @@ class RecordBuilder:
 
     def _dedupe_events(self, events: pd.DataFrame) -> pd.DataFrame:
         events = events.assign(
-            profile_key=_identity_keys(events["email"], events["phone_number"], events["external_id"])
-            if len(events) else pd.Series(dtype=object)
+            profile_key=_identity_keys(
+                events["email"], events["phone_number"], events["external_id"]
+            )
+            if len(events)
+            else pd.Series(dtype=object)
         )
         events["profile_properties"] = pd.Series(
-            [self._profile_properties(traits) for traits in events["traits"]], index=events.index, dtype=object
+            [self._profile_properties(traits) for traits in events["traits"]],
+            index=events.index,
+            dtype=object,
         )
         keyed = events["unique_id"].notna()
-        duplicate = keyed & events.duplicated(subset=["profile_key", "metric", "unique_id"], keep="first")
+        duplicate = keyed & events.duplicated(
+            subset=["profile_key", "metric", "unique_id"], keep="first"
+        )
         for row in events[duplicate].itertuples(index=False):
-            self.settle(row.row_id, "event", Status.DEDUPLICATED, Reason.DUPLICATE_UNIQUE_ID,
-                        "an earlier row of this partition has the same profile, metric and unique_id",
-                        metric=row.metric, unique_id=row.unique_id, record_id=row.record_id,
-                        identity=mask_identity(row.email, row.phone_number, row.external_id))
+            self.settle(
+                row.row_id,
+                "event",
+                Status.DEDUPLICATED,
+                Reason.DUPLICATE_UNIQUE_ID,
+                "an earlier row of this partition has the same profile, metric and unique_id",
+                metric=row.metric,
+                unique_id=row.unique_id,
+                record_id=row.record_id,
+                identity=mask_identity(row.email, row.phone_number, row.external_id),
+            )
         events = events[~duplicate].copy()
         events["partition"] = self.partition
-        events["content_hash"] = _hashes(
-            events["metric"], events["unique_id"], events["profile_key"], events["time"], events["value"],
-            events["value_currency"], events["properties"], events["profile_properties"],
-        ) if len(events) else pd.Series(dtype=object)
+        events["content_hash"] = (
+            _hashes(
+                events["metric"],
+                events["unique_id"],
+                events["profile_key"],
+                events["time"],
+                events["value"],
+                events["value_currency"],
+                events["properties"],
+                events["profile_properties"],
+            )
+            if len(events)
+            else pd.Series(dtype=object)
+        )
         return events.reindex(columns=list(EVENT_COLUMNS)).reset_index(drop=True)
 
     def _add_line_items(self, events: pd.DataFrame) -> pd.DataFrame:
@@ -449,11 +639,17 @@ class RecordBuilder:
         orders = events[is_order]
         properties = events["properties"].tolist()
         lines: list[dict[str, Any]] = []
-        for position, order in zip(np.flatnonzero(is_order), orders.to_dict("records"), strict=True):
+        for position, order in zip(
+            np.flatnonzero(is_order), orders.to_dict("records"), strict=True
+        ):
             items = order["items"] if isinstance(order["items"], list) else []
             products: list[dict[str, Any]] = []
             for index, item in enumerate(items):
-                product = item.get("data") if isinstance(item, dict) and isinstance(item.get("data"), dict) else item
+                product = (
+                    item.get("data")
+                    if isinstance(item, dict) and isinstance(item.get("data"), dict)
+                    else item
+                )
                 if not isinstance(product, dict):
                     continue
                 products.append(product)
@@ -465,14 +661,21 @@ class RecordBuilder:
         events = events.assign(properties=properties)
         return pd.concat([events, pd.DataFrame(lines)], ignore_index=True)
 
-    def _line_item(self, order: dict[str, Any], product: dict[str, Any], index: int) -> dict[str, Any]:
+    def _line_item(
+        self, order: dict[str, Any], product: dict[str, Any], index: int
+    ) -> dict[str, Any]:
         order_props = order["properties"] if isinstance(order["properties"], dict) else {}
-        shared = {k: v for k, v in order_props.items() if k not in ("Items", "ItemNames", "Categories")}
+        shared = {
+            k: v for k, v in order_props.items() if k not in ("Items", "ItemNames", "Categories")
+        }
         properties = {**shared, **product}
-        price, quantity = product.get(_leaf(self.ecommerce.line_price_path)), product.get(
-            _leaf(self.ecommerce.line_quantity_path), 1
+        price, quantity = (
+            product.get(_leaf(self.ecommerce.line_price_path)),
+            product.get(_leaf(self.ecommerce.line_quantity_path), 1),
         )
-        line_value = float(price) * float(quantity) if _is_number(price) and _is_number(quantity) else np.nan
+        line_value = (
+            float(price) * float(quantity) if _is_number(price) and _is_number(quantity) else np.nan
+        )
         line_value = line_value if math.isfinite(line_value) else np.nan
         base_id = order["unique_id"]
         if self.destination.prefix_unique_id and isinstance(base_id, str):
@@ -493,25 +696,43 @@ class RecordBuilder:
         """Merge this chunk's identify results into one upsert per identity."""
         has_identify = table["identify"].map(lambda value: isinstance(value, dict))
         for row in table[has_identify & table["reason"].notna()].itertuples(index=False):
-            self.settle(row.row_id, "profile", _unsendable_status(row.reason), row.reason, row.detail,
-                        record_id=f"p{row.row_id}",
-                        identity=mask_identity(row.email, row.phone_number, row.external_id))
+            self.settle(
+                row.row_id,
+                "profile",
+                _unsendable_status(row.reason),
+                row.reason,
+                row.detail,
+                record_id=f"p{row.row_id}",
+                identity=mask_identity(row.email, row.phone_number, row.external_id),
+            )
         profiles = table[has_identify & table["reason"].isna()].copy()
         if profiles.empty:
             return
-        profiles["profile_key"] = _identity_keys(profiles["email"], profiles["phone_number"], profiles["external_id"])
+        profiles["profile_key"] = _identity_keys(
+            profiles["email"], profiles["phone_number"], profiles["external_id"]
+        )
         merged = self._profiles
         columns = ["row_id", "profile_key", "identify", "email", "phone_number", "external_id"]
         for row in profiles[columns].itertuples(index=False):
             attributes = self._profile_attributes(row.identify)
             if row.profile_key in merged:
-                self.settle(row.row_id, "profile", Status.DEDUPLICATED, Reason.DUPLICATE_PROFILE,
-                            "merged into the partition's upsert of the same profile", record_id=f"p{row.row_id}")
+                self.settle(
+                    row.row_id,
+                    "profile",
+                    Status.DEDUPLICATED,
+                    Reason.DUPLICATE_PROFILE,
+                    "merged into the partition's upsert of the same profile",
+                    record_id=f"p{row.row_id}",
+                )
                 _merge_attributes(merged[row.profile_key], attributes)
             else:
                 merged[row.profile_key] = attributes
                 self._profile_rows[row.profile_key] = row.row_id
-                self._profile_identifiers[row.profile_key] = (row.email, row.phone_number, row.external_id)
+                self._profile_identifiers[row.profile_key] = (
+                    row.email,
+                    row.phone_number,
+                    row.external_id,
+                )
 
     def finish_profiles(self) -> pd.DataFrame:
         """Return the profile records merged over every chunk built so far."""
@@ -522,14 +743,16 @@ class RecordBuilder:
             return pd.DataFrame(columns=list(PROFILE_COLUMNS))
         keys = list(merged)
         identifiers = [self._profile_identifiers[key] for key in keys]
-        records = pd.DataFrame({
-            "profile_key": keys,
-            "row_id": pd.Series([self._profile_rows[key] for key in keys], dtype="int64"),
-            "attributes": [dumps(self._with_unsets(merged[key])) for key in keys],
-            "email": pd.Series([ids[0] for ids in identifiers], dtype=object),
-            "phone_number": pd.Series([ids[1] for ids in identifiers], dtype=object),
-            "external_id": pd.Series([ids[2] for ids in identifiers], dtype=object),
-        })
+        records = pd.DataFrame(
+            {
+                "profile_key": keys,
+                "row_id": pd.Series([self._profile_rows[key] for key in keys], dtype="int64"),
+                "attributes": [dumps(self._with_unsets(merged[key])) for key in keys],
+                "email": pd.Series([ids[0] for ids in identifiers], dtype=object),
+                "phone_number": pd.Series([ids[1] for ids in identifiers], dtype=object),
+                "external_id": pd.Series([ids[2] for ids in identifiers], dtype=object),
+            }
+        )
         records["record_id"] = "p" + records["row_id"].astype(str)
         records["partition"] = self.partition
         records["content_hash"] = _hashes(records["profile_key"], records["attributes"])
@@ -548,7 +771,9 @@ class RecordBuilder:
             elif converted != {}:
                 attributes[target] = converted
         if isinstance(identify.get("properties"), dict):
-            cleaned, _, notes = clean_properties(identify["properties"], self.options.flatten_properties)
+            cleaned, _, notes = clean_properties(
+                identify["properties"], self.options.flatten_properties
+            )
             self._count_property_notes(notes)
             self._count_consent_keys(cleaned)
             if cleaned:
@@ -616,7 +841,11 @@ def _location(value: Any) -> dict[str, Any] | None:
 
 def _merge_attributes(target: dict[str, Any], update: dict[str, Any]) -> None:
     for key, value in update.items():
-        if key in ("properties", "location") and isinstance(target.get(key), dict) and isinstance(value, dict):
+        if (
+            key in ("properties", "location")
+            and isinstance(target.get(key), dict)
+            and isinstance(value, dict)
+        ):
             target[key] = {**target[key], **value}
         elif value is not None or key not in target:
             target[key] = value
@@ -681,8 +910,12 @@ def compile_destination(config: PipelineConfig) -> CompiledDestination:
 
 def build_records(events: pd.DataFrame, config: PipelineConfig, partition: str) -> MappedPartition:
     """Map one partition's normalized events into records and settled outcomes."""
-    builder = RecordBuilder(compile_destination(config), config.normalize, config.ecommerce, partition)
+    builder = RecordBuilder(
+        compile_destination(config), config.normalize, config.ecommerce, partition
+    )
     mapped = builder.build(events)
     mapped.profiles = builder.finish_profiles()
-    mapped.outcomes = pd.concat([mapped.outcomes, _outcome_frame(builder.outcomes)], ignore_index=True)
+    mapped.outcomes = pd.concat(
+        [mapped.outcomes, _outcome_frame(builder.outcomes)], ignore_index=True
+    )
     return mapped

@@ -167,9 +167,7 @@ class SyncLog:
         if record_keys is None:
             return self._query(query.format(key_filter=""), [partition, stream])
         wanted = pd.DataFrame({"record_key": pd.Series(list(record_keys), dtype=object)})
-        filtered = query.format(
-            key_filter="AND record_key IN (SELECT record_key FROM wanted_keys)"
-        )
+        filtered = query.format(key_filter="AND record_key IN (SELECT record_key FROM wanted_keys)")
 
         def lookup(connection: duckdb.DuckDBPyConnection) -> pd.DataFrame:
             connection.register("wanted_keys", wanted)

@@ -14,13 +14,13 @@ class CallableError(ValueError):
 def _import(reference: str) -> Callable[..., Any]:
     module_name, sep, attribute = reference.partition(":")
     if not sep or not module_name or not attribute:
-        raise CallableError(
-            f"invalid callable {reference!r}: expected 'package.module:function'"
-        )
+        raise CallableError(f"invalid callable {reference!r}: expected 'package.module:function'")
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as error:
-        raise CallableError(f"cannot import module {module_name!r} for {reference!r}: {error}") from None
+        raise CallableError(
+            f"cannot import module {module_name!r} for {reference!r}: {error}"
+        ) from None
     for part in attribute.split("."):
         if not hasattr(target, part):
             raise CallableError(f"module {module_name!r} has no attribute {attribute!r}")

@@ -23,7 +23,8 @@ def column_values(series: pd.Series) -> list[Any]:
     if series.dtype == object:
         values = series.tolist()
         return [
-            UNDEFINED if value is None or value is pd.NA or (isinstance(value, float) and value != value)
+            UNDEFINED
+            if value is None or value is pd.NA or (isinstance(value, float) and value != value)
             else value
             for value in values
         ]
@@ -91,7 +92,9 @@ class EventFrame:
         """Build one dict per row from the columns below `path`, omitting UNDEFINED leaves."""
         cut = len(path) + 1 if path else 0
         direct = [column for column in children if "." not in column[cut:]]
-        deeper = sorted({column[cut:].split(".", 1)[0] for column in children} - {c[cut:] for c in direct})
+        deeper = sorted(
+            {column[cut:].split(".", 1)[0] for column in children} - {c[cut:] for c in direct}
+        )
         keys = [column[cut:] for column in direct]
         value_lists = [self.path(column) for column in direct]
         for key in deeper:
@@ -100,7 +103,9 @@ class EventFrame:
             value_lists.append(self.path(child_path))
 
         rows: list[Any] = []
-        for row_values in zip(*value_lists, strict=True) if value_lists else [() for _ in range(self.size)]:
+        for row_values in (
+            zip(*value_lists, strict=True) if value_lists else [() for _ in range(self.size)]
+        ):
             rows.append({k: v for k, v in zip(keys, row_values, strict=True) if v is not UNDEFINED})
         return rows
 

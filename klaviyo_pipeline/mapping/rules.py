@@ -64,7 +64,9 @@ def has_conditions(candidate_list: list[Any]) -> bool:
     )
 
 
-def choose(candidate_list: list[Any], event: Any = None, context: Mapping[str, Any] | None = None) -> Rule | None:
+def choose(
+    candidate_list: list[Any], event: Any = None, context: Mapping[str, Any] | None = None
+) -> Rule | None:
     """Return the first rule whose condition is absent or true for `event`."""
     for candidate in candidate_list:
         for rule in candidate if isinstance(candidate, list) else [candidate]:

@@ -12,15 +12,43 @@ from klaviyo_pipeline.mapping.callables import CallableError, resolve_callable
 from klaviyo_pipeline.mapping.values import VALUE_CONFIG_KEYS
 
 DESTINATION_KEYS = frozenset(
-    {"settings", "mapping", "data", "policy", "include", "consent", "id", "batch", "queue",
-     "verbose", "logLevel", "disabled", "primary", "env", "loadScript", "init"}
+    {
+        "settings",
+        "mapping",
+        "data",
+        "policy",
+        "include",
+        "consent",
+        "id",
+        "batch",
+        "queue",
+        "verbose",
+        "logLevel",
+        "disabled",
+        "primary",
+        "env",
+        "loadScript",
+        "init",
+    }
 )
 SETTINGS_KEYS = frozenset(
     {"apiKey", "email", "externalId", "phoneNumber", "identify", "currency", "uniqueId"}
 )
 RULE_KEYS = frozenset(
-    {"name", "data", "settings", "silent", "skip", "ignore", "condition", "consent", "policy",
-     "include", "remove", "batch"}
+    {
+        "name",
+        "data",
+        "settings",
+        "silent",
+        "skip",
+        "ignore",
+        "condition",
+        "consent",
+        "policy",
+        "include",
+        "remove",
+        "batch",
+    }
 )
 RULE_SETTINGS_KEYS = frozenset({"identify", "value", "uniqueId", "currency"})
 INCLUDE_SECTIONS = frozenset({"data", "globals", "context", "user", "source", "event", "all"})
@@ -44,8 +72,12 @@ def _fail(path: str, value: Any, expected: str) -> None:
 
 def _check_callable(path: str, reference: Any) -> None:
     if isinstance(reference, str) and reference.startswith("$code:"):
-        _fail(path, reference, "JavaScript functions cannot run here; name a Python callable "
-              "as 'package.module:function'")
+        _fail(
+            path,
+            reference,
+            "JavaScript functions cannot run here; name a Python callable "
+            "as 'package.module:function'",
+        )
     try:
         resolve_callable(reference)
     except CallableError as error:
@@ -55,8 +87,12 @@ def _check_callable(path: str, reference: Any) -> None:
 def _check_no_javascript(path: str, value: Any) -> None:
     """Reject walkerOS `$code:` JavaScript anywhere, so that none is sent as a literal."""
     if isinstance(value, str) and value.startswith("$code:"):
-        _fail(path, value, "JavaScript functions cannot run here; name a Python callable "
-              "as 'package.module:function' in an fn, condition or validate key")
+        _fail(
+            path,
+            value,
+            "JavaScript functions cannot run here; name a Python callable "
+            "as 'package.module:function' in an fn, condition or validate key",
+        )
     elif isinstance(value, dict):
         for key, item in value.items():
             _check_no_javascript(f"{path}.{key}", item)
@@ -77,8 +113,11 @@ def check_mapping_value(path: str, value: Any) -> None:
         _fail(path, value, "expected a path string, a value config object or a list of them")
     unknown = sorted(set(value) - VALUE_CONFIG_KEYS)
     if unknown:
-        _fail(f"{path}.{unknown[0]}", value[unknown[0]],
-              f"unknown value config key; expected one of {sorted(VALUE_CONFIG_KEYS)}")
+        _fail(
+            f"{path}.{unknown[0]}",
+            value[unknown[0]],
+            f"unknown value config key; expected one of {sorted(VALUE_CONFIG_KEYS)}",
+        )
     for key in ("fn", "condition", "validate"):
         if value.get(key) is not None:
             _check_callable(f"{path}.{key}", value[key])
@@ -92,7 +131,9 @@ def check_mapping_value(path: str, value: Any) -> None:
     if "loop" in value:
         loop = value["loop"]
         if not isinstance(loop, list) or len(loop) != 2:
-            _fail(f"{path}.loop", loop, "expected [scope, item mapping], e.g. ['nested', 'data.id']")
+            _fail(
+                f"{path}.loop", loop, "expected [scope, item mapping], e.g. ['nested', 'data.id']"
+            )
         if loop[0] != "this":
             check_mapping_value(f"{path}.loop.0", loop[0])
         check_mapping_value(f"{path}.loop.1", loop[1])
@@ -106,7 +147,10 @@ def check_mapping_value(path: str, value: Any) -> None:
 
 
 def _check_currency(path: str, currency: Any) -> None:
-    if not isinstance(currency, str) or pycountry.currencies.get(alpha_3=currency.strip().upper()) is None:
+    if (
+        not isinstance(currency, str)
+        or pycountry.currencies.get(alpha_3=currency.strip().upper()) is None
+    ):
         _fail(path, currency, "expected an ISO 4217 currency code such as 'USD' or 'EUR'")
 
 
@@ -115,11 +159,18 @@ def _check_settings(settings: Any) -> None:
         _fail("destination.settings", settings, "expected an object")
     unknown = sorted(set(settings) - SETTINGS_KEYS)
     if unknown:
-        _fail(f"destination.settings.{unknown[0]}", settings[unknown[0]],
-              f"unknown setting; expected one of {sorted(SETTINGS_KEYS)}")
+        _fail(
+            f"destination.settings.{unknown[0]}",
+            settings[unknown[0]],
+            f"unknown setting; expected one of {sorted(SETTINGS_KEYS)}",
+        )
     api_key = settings.get("apiKey")
     if api_key is not None and not isinstance(api_key, str):
-        _fail("destination.settings.apiKey", "(hidden)", "expected a string such as '$KLAVIYO_API_KEY'")
+        _fail(
+            "destination.settings.apiKey",
+            "(hidden)",
+            "expected a string such as '$KLAVIYO_API_KEY'",
+        )
     for key in ("email", "externalId", "phoneNumber", "identify", "uniqueId"):
         if settings.get(key) not in (None, ""):
             check_mapping_value(f"destination.settings.{key}", settings[key])
@@ -136,7 +187,11 @@ def _check_rule(path: str, rule: Any, metrics: dict[str, tuple[str, str]]) -> No
         _fail(path, rule, "expected a rule object")
     unknown = sorted(set(rule) - RULE_KEYS)
     if unknown:
-        _fail(f"{path}.{unknown[0]}", rule[unknown[0]], f"unknown rule key; expected one of {sorted(RULE_KEYS)}")
+        _fail(
+            f"{path}.{unknown[0]}",
+            rule[unknown[0]],
+            f"unknown rule key; expected one of {sorted(RULE_KEYS)}",
+        )
     if rule.get("condition") is not None:
         _check_callable(f"{path}.condition", rule["condition"])
     name = rule.get("name")
@@ -152,8 +207,11 @@ def _check_rule(path: str, rule: Any, metrics: dict[str, tuple[str, str]]) -> No
         _fail(f"{path}.settings", rule_settings, "expected an object")
     unknown = sorted(set(rule_settings) - RULE_SETTINGS_KEYS)
     if unknown:
-        _fail(f"{path}.settings.{unknown[0]}", rule_settings[unknown[0]],
-              f"unknown rule setting; expected one of {sorted(RULE_SETTINGS_KEYS)}")
+        _fail(
+            f"{path}.settings.{unknown[0]}",
+            rule_settings[unknown[0]],
+            f"unknown rule setting; expected one of {sorted(RULE_SETTINGS_KEYS)}",
+        )
     for key, item in rule_settings.items():
         if item is not None:
             check_mapping_value(f"{path}.settings.{key}", item)
@@ -165,14 +223,22 @@ def _check_metric_name(path: str, name: Any, metrics: dict[str, tuple[str, str]]
     if not isinstance(name, str) or not name.strip():
         _fail(path, name, "expected a non-empty metric name")
     if len(name) > klaviyo_limits.MAX_METRIC_NAME_LENGTH:
-        _fail(path, name, f"Klaviyo metric names have at most {klaviyo_limits.MAX_METRIC_NAME_LENGTH} characters")
+        _fail(
+            path,
+            name,
+            f"Klaviyo metric names have at most {klaviyo_limits.MAX_METRIC_NAME_LENGTH} characters",
+        )
     if name != name.strip() or "  " in name:
         _fail(path, name, "metric names must not have leading, trailing or double spaces")
     key = _metric_key(name)
     if key in metrics and metrics[key][0] != name:
         other_name, other_path = metrics[key]
-        _fail(path, name, f"differs from {other_name!r} at {other_path} only in case or spacing, "
-              "which creates two metrics in Klaviyo; use one spelling")
+        _fail(
+            path,
+            name,
+            f"differs from {other_name!r} at {other_path} only in case or spacing, "
+            "which creates two metrics in Klaviyo; use one spelling",
+        )
     metrics.setdefault(key, (name, path))
 
 
@@ -181,7 +247,9 @@ def _check_include(path: str, include: Any) -> None:
         _fail(path, include, f"expected a list of sections from {sorted(INCLUDE_SECTIONS)}")
     unknown = sorted(set(include) - INCLUDE_SECTIONS)
     if unknown:
-        _fail(path, unknown[0], f"unknown include section; expected one of {sorted(INCLUDE_SECTIONS)}")
+        _fail(
+            path, unknown[0], f"unknown include section; expected one of {sorted(INCLUDE_SECTIONS)}"
+        )
 
 
 def _check_mapping(mapping: Any, metrics: dict[str, tuple[str, str]]) -> None:
@@ -200,8 +268,11 @@ def validate_destination(destination: dict[str, Any], ecommerce: Any = None) -> 
     """Check a walkerOS destination config; raise DestinationConfigError on the first problem."""
     unknown = sorted(set(destination) - DESTINATION_KEYS)
     if unknown:
-        _fail(f"destination.{unknown[0]}", destination[unknown[0]],
-              f"unknown destination key; expected one of {sorted(DESTINATION_KEYS)}")
+        _fail(
+            f"destination.{unknown[0]}",
+            destination[unknown[0]],
+            f"unknown destination key; expected one of {sorted(DESTINATION_KEYS)}",
+        )
     _check_no_javascript("destination", destination)
     _check_settings(destination.get("settings", {}))
     metrics: dict[str, tuple[str, str]] = {}

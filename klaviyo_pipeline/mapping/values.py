@@ -41,7 +41,8 @@ def is_object(value: Any) -> bool:
 
 def is_number(value: Any) -> bool:
     """Return whether `value` is a JavaScript number: int or float, never bool."""
-    return isinstance(value, int | float) and not isinstance(value, bool) or _is_numpy_number(value)
+    plain = isinstance(value, int | float) and not isinstance(value, bool)
+    return plain or _is_numpy_number(value)
 
 
 def _is_numpy_number(value: Any) -> bool:
@@ -124,9 +125,7 @@ def granted(required: Mapping[str, Any] | None, state: Mapping[str, Any] | None)
     return all(state.get(name) is True for name in required)
 
 
-def get_mapping_value(
-    value: Any, mapping: Any, context: Mapping[str, Any] | None = None
-) -> Any:
+def get_mapping_value(value: Any, mapping: Any, context: Mapping[str, Any] | None = None) -> Any:
     """Evaluate a walkerOS mapping value (string, value config or list of alternatives).
 
     Unresolved `set` entries come back as None, which JSON writes as null.
@@ -152,9 +151,7 @@ def uses_set(mapping: Any) -> bool:
     return False
 
 
-def evaluate_mapping(
-    value: Any, mapping: Any, context: Mapping[str, Any] | None = None
-) -> Any:
+def evaluate_mapping(value: Any, mapping: Any, context: Mapping[str, Any] | None = None) -> Any:
     """Evaluate a mapping value, keeping UNDEFINED entries of `set` lists."""
     if value is UNDEFINED or mapping is None:
         return UNDEFINED
@@ -163,7 +160,7 @@ def evaluate_mapping(
     for alternative in alternatives:
         try:
             result = _process_value(value, alternative, context)
-        except Exception as error:  # noqa: BLE001 - walkerOS gives undefined on any failure
+        except Exception as error:
             logger.debug("mapping processing failed: %s", error)
             result = UNDEFINED
         if result is not UNDEFINED:
@@ -243,7 +240,7 @@ def _call(reference: Any, value: Any, context: Mapping[str, Any]) -> Any:
 def _call_fn(reference: Any, value: Any, context: Mapping[str, Any]) -> Any:
     try:
         result = _call(reference, value, context)
-    except Exception as error:  # noqa: BLE001 - walkerOS logs and gives undefined
+    except Exception as error:
         logger.warning("mapping fn %s failed: %s", reference, type(error).__name__)
         return UNDEFINED
     return UNDEFINED if result is None else result
