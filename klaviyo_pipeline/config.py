@@ -219,6 +219,18 @@ def _format_location(location: tuple[Any, ...]) -> str:
     return ".".join(parts) if parts else "(top level)"
 
 
+def _known_keys(location: tuple[Any, ...]) -> list[str]:
+    """Return the keys allowed next to the unknown key at `location`."""
+    model: Any = PipelineConfig
+    for part in location[:-1]:
+        field = model.model_fields.get(str(part)) if hasattr(model, "model_fields") else None
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)
+
+
 def _format_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
@@ -226,6 +238,8 @@ def _format_validation_error(error: ValidationError) -> str:
         value = item.get("input")
         shown = json.dumps(value, default=str)[:80] if value is not None else "missing"
         message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = f"unknown key; expected one of {_known_keys(item['loc'])}"
         lines.append(f"{location}: {message} (got {shown})")
     return "invalid config:\n  " + "\n  ".join(lines)
 
@@ -329,13 +343,13 @@ def parse_config(raw: dict[str, Any], base_dir: Path | str = ".") -> PipelineCon
 
 def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
     """Read the config file at `path`, or at $KLAVIYO_PIPELINE_CONFIG, or the bundled example."""
+    explicit = path is not None
     if path is None:
         path = os.environ.get(CONFIG_ENV_VAR) or EXAMPLE_CONFIG
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(
-            f"config file not found: {path} (set {CONFIG_ENV_VAR} to a YAML or JSON file)"
-        )
+        where = "" if explicit else f" (set {CONFIG_ENV_VAR} to a YAML or JSON file)"
+        raise ConfigError(f"config file not found: {path}{where}")
 
     text = path.read_text(encoding="utf-8")
     try:

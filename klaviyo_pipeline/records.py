@@ -442,6 +442,13 @@ class RecordBuilder:
             hit = reasons.notna() & reason.isna()
             reason[hit] = reasons[hit]
             detail[hit] = text
+        bad_value = (value_reasons.notna() & (detail == "value is not a number")).to_numpy()
+        if bad_value.any():
+            raw_values = pd.Series(c.value, dtype=object)[bad_value]
+            hint = "" if self.options.locale_values else "; normalize.locale_values reads 1.299,00"
+            detail[bad_value] = [
+                f"value {str(raw)[:40]!r} is not a number{hint}" for raw in raw_values
+            ]
         no_identifier = ~has_identifier & reason.isna()
         email_only_bad = no_identifier & emails_dropped
         reason[email_only_bad] = email_reasons[email_only_bad]
