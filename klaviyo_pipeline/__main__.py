@@ -72,7 +72,7 @@ def _run(config_path: str | None, partition: str, local: bool) -> int:
     config = load_config(config_path)
     output = Path(resolve_path(config, ".klaviyo_pipeline/local_klaviyo_store.json"))
     if local:
-        # A new local server holds nothing yet, so the sync log of earlier local runs
+        # A new local server contains nothing yet, so the sync log of earlier local runs
         # does not apply: start from an empty one next to the server's store.
         state = Path(resolve_path(config, ".klaviyo_pipeline/local_klaviyo_state.duckdb"))
         state.unlink(missing_ok=True)

@@ -46,7 +46,7 @@ class PartitionsConfig(_Strict):
 
 
 class SourceConfig(_Strict):
-    """Where a partition's rows come from and how their columns become event fields.
+    """Source of a partition's rows, and the mapping of their columns to event fields.
 
     kind:
         ``files``: Parquet, CSV or NDJSON files matched by ``path`` (a glob that may contain
@@ -100,7 +100,7 @@ class SourceConfig(_Strict):
 
 
 class NormalizeConfig(_Strict):
-    """How identities, values and properties are cleaned before mapping into records."""
+    """Options for cleaning identities, values and properties before they become records."""
 
     default_region: str | None = "US"
     lowercase_email: bool = False

@@ -23,7 +23,7 @@ JOB_NAME = "klaviyo_daily_sync"
 
 
 def _api_key_variable(config: PipelineConfig) -> str:
-    """Return the environment variable that holds the API key, from `settings.apiKey: $NAME`."""
+    """Return the name of the API key's environment variable, from `settings.apiKey: $NAME`."""
     api_key = (config.destination.get("settings") or {}).get("apiKey")
     if isinstance(api_key, str) and api_key.startswith("$"):
         return api_key[1:]

@@ -1,9 +1,9 @@
 """Turn a partition's source rows into normalized events with canonical columns.
 
-Canonical columns: `row_id` (position in the partition), `id`, `name`, `name_key` (the
-rule lookup form), `timestamp` (UTC), `time` (ISO 8601 sent to Klaviyo), `reject_reason`
-and `reject_detail` (set when the row cannot become an event), plus every event path
-column of the source (`user.email`, `data.price`, `nested`, ...).
+The canonical columns are `row_id` (position in the partition), `id`, `name`, `name_key`
+(the rule lookup form), `timestamp` (UTC) and `time` (ISO 8601 sent to Klaviyo).
+`reject_reason` and `reject_detail` are set when the row cannot become an event. Every
+event path column of the source (`user.email`, `data.price`, `nested`, ...) is kept.
 """
 
 from datetime import datetime

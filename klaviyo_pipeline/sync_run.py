@@ -2,6 +2,7 @@
 
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,6 +144,14 @@ def _record_settled(
     return count
 
 
+def _chunks_or_empty(table: PartitionTable) -> Iterator[pd.DataFrame]:
+    """Yield the table's chunks, or one empty frame, so that an empty sync is logged too."""
+    if not len(table):
+        yield pd.DataFrame()
+        return
+    yield from table.chunks()
+
+
 def run_event_sync(
     config: PipelineConfig,
     klaviyo: KlaviyoResource,
@@ -162,33 +171,20 @@ def run_event_sync(
     settled_rows = _record_settled(settled, "event", sync_log, tally, partition, run_id)
     client = klaviyo.get_client(config.sync, log)
     main_records = 0
-    for chunk in records.chunks():
-        main_records += int((~chunk["record_id"].astype(str).str.contains(":")).sum())
-        tally.add_report(
-            sync_events(
-                chunk,
-                client,
-                config.sync,
-                sync_log,
-                partition=partition,
-                run_id=run_id,
-                backfill=backfill,
-                logger=log,
-            )
+    for chunk in _chunks_or_empty(records):
+        if len(chunk):
+            main_records += int((~chunk["record_id"].astype(str).str.contains(":")).sum())
+        report = sync_events(
+            chunk,
+            client,
+            config.sync,
+            sync_log,
+            partition=partition,
+            run_id=run_id,
+            backfill=backfill,
+            logger=log,
         )
-    if not len(records):
-        tally.add_report(
-            sync_events(
-                pd.DataFrame(),
-                client,
-                config.sync,
-                sync_log,
-                partition=partition,
-                run_id=run_id,
-                backfill=backfill,
-                logger=log,
-            )
-        )
+        tally.add_report(report)
     rows_read = int(settled.attrs.get("rows_read", main_records + settled_rows))
     return tally.outcome(rows_read, backfill)
 
@@ -210,30 +206,11 @@ def run_profile_sync(
     tally = _Tally(main_only=False)
     settled_rows = _record_settled(settled, "profile", sync_log, tally, partition, run_id)
     client = klaviyo.get_client(config.sync, log)
-    for chunk in records.chunks():
-        tally.add_report(
-            sync_profiles(
-                chunk,
-                client,
-                config.sync,
-                sync_log,
-                partition=partition,
-                run_id=run_id,
-                logger=log,
-            )
+    for chunk in _chunks_or_empty(records):
+        report = sync_profiles(
+            chunk, client, config.sync, sync_log, partition=partition, run_id=run_id, logger=log
         )
-    if not len(records):
-        tally.add_report(
-            sync_profiles(
-                pd.DataFrame(),
-                client,
-                config.sync,
-                sync_log,
-                partition=partition,
-                run_id=run_id,
-                logger=log,
-            )
-        )
+        tally.add_report(report)
     if settled.attrs.get("warnings", {}).get("consent_unchanged"):
         tally.notes.append(
             "consent unchanged: use the subscription sync. Profile upserts set properties "

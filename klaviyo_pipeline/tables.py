@@ -1,6 +1,6 @@
 """Partition tables: a folder of Parquet chunks that assets write and read one chunk at a time.
 
-Assets hand each other a `PartitionTable` instead of a whole DataFrame, so a step holds one
+Assets hand each other a `PartitionTable` instead of a whole DataFrame, so a step keeps one
 chunk in memory, not the partition. Columns that Arrow cannot store as they are (dicts,
 lists of dicts, mixed types) are stored as pickled cells and come back as the same objects.
 """

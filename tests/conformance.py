@@ -43,7 +43,7 @@ def load_calls() -> list[dict[str, Any]]:
 
 
 def collector_event(event: dict[str, Any], collector: dict[str, Any]) -> dict[str, Any]:
-    """Fill in what walkerOS's collector adds before a destination sees the event."""
+    """Fill in the fields that walkerOS's collector adds before calling a destination."""
     filled = dict(event)
     entity, _, action = filled["name"].partition(" ")
     filled.setdefault("entity", entity)

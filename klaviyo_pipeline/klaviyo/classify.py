@@ -33,7 +33,7 @@ SDK_INVALID = "sdk_invalid"
 
 
 class ErrorAction(StrEnum):
-    """What the sync does with a batch after an error."""
+    """Action the sync takes on a batch after an error."""
 
     RETRY = "retry"
     REJECT = "reject"

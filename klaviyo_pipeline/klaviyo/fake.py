@@ -55,7 +55,7 @@ class Failure:
         transport: ``timeout``, ``connection`` or ``protocol`` to fail without a response.
         after_processing: Process the request first, then fail, as a gateway timeout
             after Klaviyo accepted the request does.
-        no_job_id: Answer a job creation with 202 but no job id.
+        no_job_id: Return 202 without a job id when a job is created.
         endpoint: Only requests to this endpoint consume the failure; None matches all.
     """
 

@@ -249,10 +249,7 @@ class CompiledDestination:
         include = rule.get("include", self.include)
         if include:
             included = _include_sections(frame, include)
-            data = [
-                {**extra, **own} if is_object(own) else (own if own is not UNDEFINED else extra)
-                for extra, own in zip(included, data, strict=True)
-            ]
+            data = [_with_included(extra, own) for extra, own in zip(included, data, strict=True)]
         remove = rule.get("remove")
         properties = []
         for item in data:
@@ -272,6 +269,15 @@ class CompiledDestination:
             else None
             for user in users
         ]
+
+
+def _with_included(included: dict[str, Any], data: Any) -> Any:
+    """Add include sections under mapped data; mapped keys win, as in walkerOS."""
+    if is_object(data):
+        return {**included, **data}
+    if data is UNDEFINED:
+        return included
+    return data
 
 
 def _merge_data(base: Any, own: Any) -> Any:

@@ -53,7 +53,7 @@ def _is_numpy_number(value: Any) -> bool:
 def is_property(value: Any) -> bool:
     """Return whether `value` is a walkerOS Property: no None, no NaN, no dates, anywhere.
 
-    UNDEFINED counts as valid, as JavaScript's `undefined` does; it stands only in `set` lists.
+    UNDEFINED counts as valid, as JavaScript's `undefined` does. It occurs only in `set` lists.
     """
     if value is UNDEFINED or isinstance(value, bool | str):
         return True

@@ -134,11 +134,11 @@ _NON_ASCII = bytes(range(128, 256))
 def sdk_size_bound(value: Any) -> int:
     """Return an upper bound of `len(json.dumps(value))` from orjson's compact UTF-8 text.
 
-    json.dumps adds a space after every ',' and ':' separator, writes each non-ASCII
-    character as a 6- or 12-character escape (at most 2 more bytes per UTF-8 byte), and
-    writes float exponents with a sign and two digits ("1e-07" for orjson's "1e-7": one
-    more byte per "e"). It also escapes DEL, which orjson writes as is (5 more bytes).
-    Counting every ',', ':' and 'e' byte, inside strings too, can only overestimate.
+    json.dumps adds a space after every ',' and ':' separator. It writes each non-ASCII
+    character as a 6- or 12-character escape, at most 2 more bytes per UTF-8 byte. It
+    writes float exponents with a sign and two digits ("1e-07" for orjson's "1e-7"), one
+    more byte per "e", and escapes DEL, which orjson writes as is (5 more bytes). Counting
+    every ',', ':' and 'e' byte, inside strings too, can only overestimate.
     """
     text = orjson.dumps(value)
     extra = text.count(b",") + text.count(b":") + text.count(b"e") + 5 * text.count(b"\x7f")
@@ -334,8 +334,8 @@ def plan_event_batches(
 
     Positions must already be ordered by profile (see `order_by_profile`). A profile whose
     events do not fit the current batch continues in the next one. Sizes are upper bounds
-    until a batch comes near `max_bytes`; then its events are measured exactly, so a batch
-    is closed only when the SDK's text would really exceed the limit.
+    until a batch comes near `max_bytes`. From then on its events are measured exactly, so
+    a batch is closed only when the SDK's text would really exceed the limit.
 
     Returns:
         The batches, and the positions whose event alone exceeds `max_bytes`.

@@ -51,7 +51,7 @@ from klaviyo_pipeline.sync.session import (
 from klaviyo_pipeline.sync_log import SyncLog
 
 _logger = logging.getLogger(__name__)
-# The longest time that finished batches wait before their outcomes go to the sync log.
+# Maximum time that finished batches wait before their outcomes go to the sync log.
 SYNC_LOG_WRITE_SECONDS = 2.0
 SYNC_LOG_WRITE_BATCHES = 10
 # Rejections logged at WARNING per sync; later ones go to DEBUG and into the counts.
