@@ -1,4 +1,4 @@
-"""The project's mapping path, timed stage by stage: source rows to serialized bulk bodies.
+"""The project's mapping path, timed stage by stage: source rows to encoded bulk bodies.
 
 The stages call the functions that the assets and `sync_events` call, in the same order:
 
@@ -6,10 +6,11 @@ The stages call the functions that the assets and `sync_events` call, in the sam
 - `map`: `CompiledDestination.evaluate`, the rule lookup and mapping values per rule group;
 - `records`: the rest of `pipeline.map_partition`, which normalizes identities and values,
   checks and serializes properties, deduplicates and hashes the records;
-- `payloads`: `order_records` and `build_event_payloads`, the event and profile resources;
+- `payloads`: `order_records` and `build_event_payloads`, which encode every event and
+  profile as JSON;
 - `batches`: `order_by_profile` and `plan_event_batches`;
-- `bodies`: `build_event_body` for every batch;
-- `serialize`: `json.dumps` of every body, as the SDK's REST client encodes a body.
+- `bodies`: `build_event_body` for every batch, which joins the encoded parts into the
+  bytes that the client sends as they are.
 
 `map` runs inside `map_partition`. Its time is measured around each rule group that the
 generator yields and is subtracted from `records`, so the stages add up to the total.
@@ -17,7 +18,6 @@ generator yields and is subtracted from `records`, so the stages add up to the t
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,28 +41,31 @@ from klaviyo_pipeline.sync.session import order_records
 
 @dataclass
 class MappingRun:
-    """Bodies, texts, records and stage times of one mapping run."""
+    """Encoded bodies, records and stage times of one mapping run."""
 
     rows: int
     events: int
     requests: int
-    bodies: list[dict[str, Any]]
-    texts: list[str]
+    bodies: list[bytes]
     mapped: MappedPartition
     clock: StageClock
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Return the bodies parsed back into JSON documents."""
+        return [orjson.loads(body) for body in self.bodies]
 
 
 def run_mapping(
     config: PipelineConfig, source: pd.DataFrame, *, backfill: bool = True, keep: bool = True
 ) -> MappingRun:
-    """Map `source` (rows as `read_source_events` returns them) into serialized bodies.
+    """Map `source` (rows as `read_source_events` returns them) into encoded bodies.
 
     Args:
         config: The pipeline config whose destination maps the rows.
         source: One partition's source rows.
         backfill: Value of `backfill` in the bodies; 2019 partitions are sent as backfill.
-        keep: Keep every body and its text in the result. False drops each body once it is
-            serialized, as the sync does after sending it.
+        keep: Keep every body in the result. False drops each body once it is built, as the
+            sync does after sending it.
     """
     clock = StageClock()
     with clock.stage("normalize"):
@@ -89,16 +92,12 @@ def run_mapping(
             min(config.sync.event_batch_size, settings.MAX_EVENTS_PER_BULK_REQUEST),
             settings.MAX_PAYLOAD_BYTES,
         )
-    bodies: list[dict[str, Any]] = []
-    texts: list[str] = []
+    bodies: list[bytes] = []
     for batch in batches:
         with clock.stage("bodies"):
             body = build_event_body(batch, payloads).body
-        with clock.stage("serialize"):
-            text = json.dumps(body)
         if keep:
             bodies.append(body)
-            texts.append(text)
 
     if too_large or payloads.errors:
         raise RuntimeError(
@@ -110,7 +109,6 @@ def run_mapping(
         events=sum(len(batch) for batch in batches),
         requests=len(batches),
         bodies=bodies,
-        texts=texts,
         mapped=mapped,
         clock=clock,
     )

@@ -9,7 +9,7 @@ parent had at the fork. A child of an 800 MiB Python process reports 811 MiB of
 Linux with Python 3.11). The parent stores the `ru_maxrss` from `os.wait4` next to it.
 
 - `mapping`: read the export through the files source (`read_source_events`), then the
-  stages of `benchmarks.mapping`, with each body dropped once it is serialized.
+  stages of `benchmarks.mapping`, with each body dropped once it is built.
 - `sync`: read through the files source, normalize, map, then `run_event_sync` to a local
   Klaviyo server in another process, without rate limits on either side. The sync log is
   a DuckDB file in a fresh folder.

@@ -255,10 +255,17 @@ def _config(option_values: dict[str, Any]) -> PipelineConfig:
     return parse_config(raw)
 
 
-def _as_sent(body: dict[str, Any]) -> Any:
-    """Serialize a body the way the SDK does, with NaN and ±inf rejected, and parse it back."""
-    text = json.dumps(body, allow_nan=False)
-    return json.loads(text)
+def _as_sent(body: dict[str, Any] | bytes) -> Any:
+    """Parse a body as Klaviyo receives it, with NaN and ±inf rejected.
+
+    An encoded event body is sent as it is; a profile body is serialized as the SDK does.
+    """
+    text = body if isinstance(body, bytes) else json.dumps(body, allow_nan=False)
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _assert_one_terminal_state(mapped: MappedPartition, row_count: int) -> None:

@@ -118,12 +118,18 @@ class KlaviyoClient(Protocol):
     revision: str
     stats: RequestStats
 
-    def send_event_bulk(self, body: dict[str, Any]) -> None:
-        """Send one ``POST /api/event-bulk-create-jobs`` body; Klaviyo returns 202."""
+    def send_event_bulk(self, body: bytes) -> None:
+        """Send one ``POST /api/event-bulk-create-jobs`` body, JSON in UTF-8, as it is.
+
+        Klaviyo returns 202.
+        """
         ...
 
-    def create_profile_import_job(self, body: dict[str, Any]) -> ImportJob:
-        """Send one ``POST /api/profile-bulk-import-jobs`` body and return the new job."""
+    def create_profile_import_job(self, body: bytes) -> ImportJob:
+        """Send one ``POST /api/profile-bulk-import-jobs`` body, JSON in UTF-8, as it is.
+
+        Returns the new job.
+        """
         ...
 
     def get_profile_import_job(self, job_id: str) -> ImportJob:

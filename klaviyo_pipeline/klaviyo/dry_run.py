@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pydantic
 from openapi_client.models.events_bulk_create_job import EventsBulkCreateJob
 from openapi_client.models.profile_import_job_create_query import ProfileImportJobCreateQuery
@@ -40,13 +41,13 @@ class DryRunKlaviyoClient(FakeKlaviyoClient):
     def __repr__(self) -> str:
         return "DryRunKlaviyoClient()"
 
-    def send_event_bulk(self, body: dict[str, Any]) -> None:
-        """Validate one bulk event body and record it."""
+    def send_event_bulk(self, body: bytes) -> None:
+        """Validate one encoded bulk event body and record it."""
         _validate_model(EventsBulkCreateJob, body, endpoints.EVENT_BULK_CREATE)
         super().send_event_bulk(body)
 
-    def create_profile_import_job(self, body: dict[str, Any]) -> ImportJob:
-        """Validate one profile import body, record it and return a local job."""
+    def create_profile_import_job(self, body: bytes) -> ImportJob:
+        """Validate one encoded profile import body, record it and return a local job."""
         _validate_model(ProfileImportJobCreateQuery, body, endpoints.PROFILE_BULK_IMPORT)
         return super().create_profile_import_job(body)
 
@@ -60,8 +61,13 @@ class DryRunKlaviyoClient(FakeKlaviyoClient):
         return None
 
 
-def _validate_model(model: type[pydantic.BaseModel], body: dict[str, Any], endpoint: str) -> None:
+def _validate_model(model: type[pydantic.BaseModel], body: bytes, endpoint: str) -> None:
+    """Check an encoded body against the SDK's model. The fake returns 400 for one that is not JSON."""
     try:
-        model.model_validate(body)
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    try:
+        model.model_validate(document)
     except pydantic.ValidationError as error:
         raise KlaviyoValidationError(endpoint, validation_details(error, from_call=False)) from None

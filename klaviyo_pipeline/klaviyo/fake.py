@@ -24,6 +24,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from klaviyo_pipeline import settings
 from klaviyo_pipeline.klaviyo import endpoints, validation
 from klaviyo_pipeline.klaviyo.client import (
@@ -139,13 +141,17 @@ class FakeKlaviyoClient(PacedClient):
         """Return the recorded requests to one endpoint."""
         return [request for request in self.requests if request.endpoint == endpoint]
 
-    def send_event_bulk(self, body: dict[str, Any]) -> None:
-        """Store the events of one bulk request, or raise the error Klaviyo would return."""
+    def send_event_bulk(self, body: bytes) -> None:
+        """Store the events of one encoded bulk request, or raise Klaviyo's error for it.
+
+        The recorded request contains the parsed body. A body that is not JSON is recorded
+        as None and gets a 400, as from Klaviyo.
+        """
         endpoint = endpoints.EVENT_BULK_CREATE
         self._paced(endpoint, lambda: (self._handle(endpoint, body, {}, self._store_events), {}))
 
-    def create_profile_import_job(self, body: dict[str, Any]) -> ImportJob:
-        """Create a job for the profiles of one import body."""
+    def create_profile_import_job(self, body: bytes) -> ImportJob:
+        """Create a job for the profiles of one encoded import body."""
         endpoint = endpoints.PROFILE_BULK_IMPORT
         return self._paced(
             endpoint, lambda: (self._handle(endpoint, body, {}, self._create_job), {})
@@ -171,7 +177,7 @@ class FakeKlaviyoClient(PacedClient):
 
     def _handle(self, endpoint: str, body: Any, arguments: dict[str, Any], handler: Any) -> Any:
         with self._lock:
-            recorded = RecordedRequest(endpoint, copy.deepcopy(body), dict(arguments))
+            recorded = RecordedRequest(endpoint, _document(body), dict(arguments))
             self.requests.append(recorded)
             failure = self._take_failure(endpoint)
             if failure is not None and not failure.after_processing:
@@ -211,10 +217,9 @@ class FakeKlaviyoClient(PacedClient):
         headers = RateLimitHeaders(retry_after_seconds=failure.retry_after)
         return KlaviyoApiError(status, endpoint, (detail,), headers)
 
-    def _store_events(self, body: dict[str, Any]) -> None:
+    def _store_events(self, encoded: bytes) -> None:
         endpoint = endpoints.EVENT_BULK_CREATE
-        if validation.body_size(body) > settings.MAX_PAYLOAD_BYTES:
-            raise _error(413, endpoint, "payload_too_large", "the body exceeds 5 MB", "/data")
+        body = _parse_body(encoded, endpoint)
         errors = validation.check_event_bulk_body(body)
         if errors:
             raise KlaviyoApiError(
@@ -246,10 +251,9 @@ class FakeKlaviyoClient(PacedClient):
             }
         )
 
-    def _create_job(self, body: dict[str, Any]) -> ImportJob:
+    def _create_job(self, encoded: bytes) -> ImportJob:
         endpoint = endpoints.PROFILE_BULK_IMPORT
-        if validation.body_size(body) > settings.MAX_PAYLOAD_BYTES:
-            raise _error(413, endpoint, "payload_too_large", "the body exceeds 5 MB", "/data")
+        body = _parse_body(encoded, endpoint)
         request_errors, per_profile = validation.check_profile_import_body(body)
         if request_errors:
             raise KlaviyoApiError(400, endpoint, tuple(request_errors))
@@ -321,3 +325,24 @@ def _error(
 ) -> KlaviyoApiError:
     error = ApiErrorDetail(code=code, title=code, detail=detail, pointer=pointer, status=status)
     return KlaviyoApiError(status, endpoint, (error,))
+
+
+def _parse_body(encoded: bytes, endpoint: str) -> Any:
+    """Parse an encoded body, or raise the 413 or 400 that Klaviyo returns for it."""
+    if len(encoded) > settings.MAX_PAYLOAD_BYTES:
+        raise _error(413, endpoint, "payload_too_large", "the body exceeds 5 MB", "/data")
+    try:
+        return orjson.loads(encoded)
+    except orjson.JSONDecodeError as error:
+        detail = f"the body is not valid JSON: {error}"
+        raise _error(400, endpoint, "invalid", detail, "/") from None
+
+
+def _document(body: Any) -> Any:
+    """Return a copy of a request body to record; encoded bytes are parsed, or None."""
+    if isinstance(body, bytes):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+    return copy.deepcopy(body)

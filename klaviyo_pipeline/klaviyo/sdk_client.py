@@ -10,8 +10,10 @@ The sync is the only retry layer, so this client turns off both retry layers of 
 
 Other SDK settings that protect the data:
 
-* Bodies go in as plain dicts, never through ``Model.from_dict()``, which sends ``null``
-  for every absent field (and ``null`` clears a profile field).
+* Bodies go in already encoded, as bytes, never through ``Model.from_dict()``, which
+  sends ``null`` for every absent field (and ``null`` clears a profile field). The SDK
+  passes bytes through its serializer unchanged, and `EncodedBodyRestClient` sends them
+  instead of running ``json.dumps`` on them.
 * ``USE_DICTIONARY_FOR_RESPONSE_DATA`` returns 2xx bodies as dicts, so an unexpected field
   in a response cannot raise a pydantic error after Klaviyo has accepted the request.
 * Every call passes ``_request_timeout=(connect, read)``. The SDK has no default timeout.
@@ -32,7 +34,7 @@ import urllib3
 from klaviyo_api import KlaviyoAPI
 from openapi_client.api_arg_options import USE_DICTIONARY_FOR_RESPONSE_DATA
 from openapi_client.exceptions import ApiException
-from openapi_client.rest import RESTClientObject
+from openapi_client.rest import RESTClientObject, RESTResponse
 
 from klaviyo_pipeline import settings
 from klaviyo_pipeline.klaviyo import endpoints
@@ -94,7 +96,7 @@ class SdkKlaviyoClient(PacedClient):
         )
         self._sdk.configuration.retries = urllib3.Retry(total=0, redirect=0)
         # The pool reads `retries` only when it is created, so build it again.
-        self._sdk.api_client.rest_client = RESTClientObject(self._sdk.configuration)
+        self._sdk.api_client.rest_client = EncodedBodyRestClient(self._sdk.configuration)
         self._sdk.api_client.default_headers["revision"] = revision
         self._events = self._sdk.Events
         self._profiles = self._sdk.Profiles
@@ -102,21 +104,21 @@ class SdkKlaviyoClient(PacedClient):
     def __repr__(self) -> str:
         return f"SdkKlaviyoClient(base_url={self.base_url!r}, revision={self.revision!r})"
 
-    def send_event_bulk(self, body: dict[str, Any]) -> None:
-        """Send one bulk event request; Klaviyo returns 202 with no body."""
+    def send_event_bulk(self, body: bytes) -> None:
+        """Send one encoded bulk event request; Klaviyo returns 202 with no body."""
         method = _without_model_validation(self._events.bulk_create_events_with_http_info)
         self._paced(
             endpoints.EVENT_BULK_CREATE, self._caller(endpoints.EVENT_BULK_CREATE, method, body)
         )
 
-    def create_profile_import_job(self, body: dict[str, Any]) -> ImportJob:
-        """Create a profile bulk import job and return it.
+    def create_profile_import_job(self, body: bytes) -> ImportJob:
+        """Create a profile bulk import job from an encoded body and return it.
 
         Raises:
             KlaviyoResponseError: The 202 response had no job id.
         """
         endpoint = endpoints.PROFILE_BULK_IMPORT
-        method = self._profiles.bulk_import_profiles_with_http_info
+        method = _without_model_validation(self._profiles.bulk_import_profiles_with_http_info)
         data = self._paced(endpoint, self._caller(endpoint, method, body))
         return parse_import_job(data, endpoint)
 
@@ -149,22 +151,65 @@ class SdkKlaviyoClient(PacedClient):
         return call
 
 
+class EncodedBodyRestClient(RESTClientObject):
+    """The SDK's REST client, which also sends a JSON body that is already encoded.
+
+    The SDK's client runs ``json.dumps`` on every JSON body, which fails on bytes. A bytes
+    body goes out as it is, with the headers and timeout that the SDK prepared; every other
+    request takes the SDK's own path.
+    """
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+        post_params: Any = None,
+        _request_timeout: Any = None,
+    ) -> RESTResponse:
+        if not isinstance(body, bytes) or post_params:
+            return super().request(method, url, headers, body, post_params, _request_timeout)
+        timeout = None
+        if isinstance(_request_timeout, tuple):
+            connect, read = _request_timeout
+            timeout = urllib3.Timeout(connect=connect, read=read)
+        elif _request_timeout:
+            timeout = urllib3.Timeout(total=_request_timeout)
+        try:
+            response = self.pool_manager.request(
+                method.upper(),
+                url,
+                body=body,
+                timeout=timeout,
+                headers=headers or {},
+                preload_content=False,
+            )
+        except urllib3.exceptions.SSLError as error:
+            raise ApiException(status=0, reason=f"{type(error).__name__}\n{error}") from None
+        return RESTResponse(response)
+
+
 def _without_model_validation(method: Callable[..., ResultT]) -> Callable[..., ResultT]:
     """Return the SDK method without pydantic's validate_call around it.
 
-    validate_call turns a 1,000-event body into the SDK's models, and the serializer turns
-    them back into dicts. That costs about 170 ms of CPU per request, against about 30 ms
-    for serializing the plain dict (klaviyo-api 25.0.0, measured once on the benchmark
-    machine). That is close to the 400 ms per request that 150 requests per minute allow.
-    The body is built and checked against Klaviyo's rules before it gets here, and Klaviyo
-    validates it again. NOTE: a body the SDK's models would refuse now reaches Klaviyo and
-    comes back as a 400 for the rows it names, instead of `sdk_invalid`.
+    validate_call accepts only the SDK's models or dicts, not the encoded bytes that this
+    client sends. Model validation would also cost about 170 ms of CPU per 1,000-event
+    request (klaviyo-api 25.0.0, measured once on the benchmark machine), close to the
+    400 ms per request that 150 requests per minute allow. The body is built and checked
+    against Klaviyo's rules before it gets here, and Klaviyo validates it again.
+
+    Raises:
+        RuntimeError: The installed SDK wraps the method differently from klaviyo-api 25.x.
     """
     owner = getattr(method, "__self__", None)
     wrapped = getattr(type(owner), getattr(method, "__name__", ""), None)
     raw = getattr(wrapped, "raw_function", None)
     if owner is None or raw is None:
-        return method
+        name = getattr(method, "__name__", repr(method))
+        raise RuntimeError(
+            f"klaviyo-api's {name} has no raw_function; this client needs klaviyo-api 25.x"
+        )
     return functools.partial(raw, owner)
 
 

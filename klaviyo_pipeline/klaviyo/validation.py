@@ -12,10 +12,11 @@ job and 100 KB per profile; no repeated (profile, metric, unique_id) in one bulk
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import orjson
 
 from klaviyo_pipeline import settings
 from klaviyo_pipeline.klaviyo.errors import ApiErrorDetail
@@ -36,8 +37,8 @@ def invalid(detail: str, pointer: str) -> ApiErrorDetail:
 
 
 def body_size(body: dict[str, Any]) -> int:
-    """Return the size in bytes of `body` as the SDK sends it (``json.dumps`` defaults)."""
-    return len(json.dumps(body).encode("utf-8"))
+    """Return the size in bytes of `body` encoded as compact UTF-8 JSON, as the client sends it."""
+    return len(orjson.dumps(body))
 
 
 def check_profile_attributes(attributes: Any, pointer: str) -> list[ApiErrorDetail]:

@@ -1,15 +1,16 @@
-"""Bulk event request bodies: payloads per record, batches by count and size, pointer mapping.
+"""Bulk event request bodies: encoded payloads per record, batches by count and size.
 
 One ``event-bulk-create`` item contains one profile and its events, so records are grouped by
-profile. Sizes are counted as the SDK serializes a body: ``json.dumps`` with the default
-separators and ``ensure_ascii=True``, so the length of the text is its size in bytes. The
-SDK parses ``time`` into a datetime and writes it back with ``isoformat()``, so payloads
-carry the time in that form already, and the size counted here is the size sent.
+profile. Every event and profile is encoded once, as compact UTF-8 JSON, and a body is the
+concatenation of its parts. The client sends those bytes as they are, so the size of a body
+is the length of its bytes, and the planner counts exactly what Klaviyo receives.
+
+Times go out as ``datetime.isoformat()`` writes them, with a ``+00:00`` offset rather than
+``Z``, the form that the SDK's models send.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,8 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from klaviyo_pipeline import settings
 from klaviyo_pipeline.outcomes import Reason, Status
@@ -40,9 +43,15 @@ EVENT_COLUMNS = (
     "profile_properties",
     "content_hash",
 )
+IDENTIFIERS = ("email", "phone_number", "external_id")
 _ITEMS_PREFIX = ("data", "attributes", "events-bulk-create", "data")
-# json.dumps writes ", " between list items.
-_SEPARATOR_BYTES = 2
+
+BODY_OPEN = b'{"data":{"type":"event-bulk-create-job","attributes":{"events-bulk-create":{"data":['
+BODY_CLOSE = b"]}}}}"
+EMPTY_BODY_BYTES = len(BODY_OPEN) + len(BODY_CLOSE)
+_ITEM_CLOSE = b"]}}}"
+# Records times are written "YYYY-MM-DDTHH:MM:SSZ"; isoformat() writes them with "+00:00".
+_RECORD_TIME = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\dZ$"
 
 
 @dataclass(frozen=True)
@@ -53,9 +62,6 @@ class PayloadError:
     reason: str
     detail: str
     status: str = Status.REJECTED.value
-
-
-IDENTIFIERS = ("email", "phone_number", "external_id")
 
 
 def check_event_record(record: dict[str, Any]) -> tuple[str, str, str] | None:
@@ -88,63 +94,37 @@ def check_event_record(record: dict[str, Any]) -> tuple[str, str, str] | None:
 
 @dataclass
 class EventPayloads:
-    """Event resources of all records of a partition and their profile groups.
+    """Encoded events of all records of a partition and their profile groups.
 
     Attributes:
         backfill: Value of ``backfill`` on every item and event.
-        events: Event resource per record position; None for records with a payload error.
-        event_bytes: Serialized size of each event resource: an upper bound until
-            `exact_event_bytes` measured it.
-        groups: Profile group key per record position.
-        profiles: Profile resource per group key.
-        item_bytes: Serialized size of an item of each group with an empty event list, an
-            upper bound until `exact_item_bytes` measured it.
+        events: Encoded event resource per record position; None for a payload error.
+        event_bytes: Length of each encoded event.
+        groups: Profile group key per record position; "" for a payload error.
+        items: Opening bytes of each group's item, up to its list of events.
+        item_bytes: Size of an item of each group with an empty list of events.
         errors: Records whose payload could not be built.
     """
 
     backfill: bool
-    events: list[dict[str, Any] | None] = field(default_factory=list)
+    events: list[bytes | None] = field(default_factory=list)
     event_bytes: list[int] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
-    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    items: dict[str, bytes] = field(default_factory=dict)
     item_bytes: dict[str, int] = field(default_factory=dict)
     errors: list[PayloadError] = field(default_factory=list)
-    exact_events: set[int] = field(default_factory=set)
-    exact_items: set[str] = field(default_factory=set)
-
-    def exact_event_bytes(self, position: int) -> int:
-        """Measure one event's size as the SDK serializes it, once."""
-        if position not in self.exact_events:
-            self.event_bytes[position] = len(json.dumps(self.events[position]))
-            self.exact_events.add(position)
-        return self.event_bytes[position]
-
-    def exact_item_bytes(self, group: str) -> int:
-        """Measure one profile item's size (with no events) as the SDK serializes it, once."""
-        if group not in self.exact_items:
-            item = item_resource(self.profiles[group], [], self.backfill)
-            self.item_bytes[group] = len(json.dumps(item))
-            self.exact_items.add(group)
-        return self.item_bytes[group]
 
 
-_NON_ASCII = bytes(range(128, 256))
+def normalize_time(text: str) -> str:
+    """Return an ISO 8601 time in the form that ``datetime.isoformat()`` writes.
 
-
-def sdk_size_bound(value: Any) -> int:
-    """Return an upper bound of `len(json.dumps(value))` from orjson's compact UTF-8 text.
-
-    json.dumps adds a space after every ',' and ':' separator. It writes each non-ASCII
-    character as a 6- or 12-character escape, at most 2 more bytes per UTF-8 byte. It
-    writes float exponents with a sign and two digits ("1e-07" for orjson's "1e-7"), one
-    more byte per "e", and escapes DEL, which orjson writes as is (5 more bytes). Counting
-    every ',', ':' and 'e' byte, inside strings too, can only overestimate.
+    Raises:
+        ValueError: The time does not parse or has no UTC offset.
     """
-    text = orjson.dumps(value)
-    extra = text.count(b",") + text.count(b":") + text.count(b"e") + 5 * text.count(b"\x7f")
-    if not text.isascii():
-        extra += 2 * (len(text) - len(text.translate(None, _NON_ASCII)))
-    return len(text) + extra
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"time {text!r} has no UTC offset")
+    return moment.isoformat()
 
 
 def parse_json_object(text: Any) -> dict[str, Any] | None:
@@ -162,18 +142,6 @@ def parse_json_object(text: Any) -> dict[str, Any] | None:
     return value
 
 
-def normalize_time(text: str) -> str:
-    """Return an ISO 8601 time in the form the SDK sends it (``datetime.isoformat()``).
-
-    Raises:
-        ValueError: The time does not parse or has no UTC offset.
-    """
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise ValueError(f"time {text!r} has no UTC offset")
-    return moment.isoformat()
-
-
 def profile_resource(record: dict[str, Any], properties: dict[str, Any] | None) -> dict[str, Any]:
     """Build the inline profile of an event item.
 
@@ -187,136 +155,240 @@ def profile_resource(record: dict[str, Any], properties: dict[str, Any] | None) 
     return {"type": "profile", "attributes": attributes}
 
 
-def event_resource(
-    record: dict[str, Any], time: str, properties: dict[str, Any], backfill: bool
-) -> dict[str, Any]:
-    """Build one event resource of an item."""
-    attributes: dict[str, Any] = {
-        "properties": properties,
-        "time": time,
-        "unique_id": str(record["unique_id"]),
-        "backfill": backfill,
-        "metric": {"data": {"type": "metric", "attributes": {"name": str(record["metric"])}}},
-    }
-    if not is_missing(record.get("value")):
-        attributes["value"] = float(record["value"])
-    if not is_missing(record.get("value_currency")):
-        attributes["value_currency"] = str(record["value_currency"])
-    return {"type": "event", "attributes": attributes}
+def _item_open(profile: dict[str, Any], backfill: bytes) -> bytes:
+    return (
+        b'{"type":"event-bulk-create","attributes":{"backfill":%b,"profile":{"data":%b},'
+        b'"events":{"data":[' % (backfill, orjson.dumps(profile))
+    )
 
 
-def item_resource(
-    profile: dict[str, Any], events: list[dict[str, Any]], backfill: bool
-) -> dict[str, Any]:
-    """Build one ``event-bulk-create`` item for a profile and its events."""
-    return {
-        "type": "event-bulk-create",
-        "attributes": {
-            "backfill": backfill,
-            "profile": {"data": profile},
-            "events": {"data": events},
-        },
-    }
+def _strings(column: pd.Series) -> pa.Array:
+    """Return the column as an Arrow string array, with missing cells as null.
+
+    Cells that are not text are written as ``str()`` writes them.
+    """
+    try:
+        array = pa.array(column, from_pandas=True)
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        return array if array.type == pa.string() else pc.cast(array, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        values = column.astype(object).tolist()
+        return pa.array([optional_text(value) for value in values], pa.string())
 
 
-def bulk_body(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Build the envelope of a ``POST /api/event-bulk-create-jobs`` request."""
-    return {
-        "data": {
-            "type": "event-bulk-create-job",
-            "attributes": {"events-bulk-create": {"data": items}},
-        }
-    }
+def _blank(texts: pa.Array) -> np.ndarray:
+    return _mask(pc.or_kleene(pc.is_null(texts), pc.equal(texts, "")))
 
 
-EMPTY_BODY_BYTES = len(json.dumps(bulk_body([])))
+def _mask(array: pa.Array) -> np.ndarray:
+    return array.fill_null(False).to_numpy(zero_copy_only=False)
 
 
-def _blank(column: pd.Series) -> np.ndarray:
-    return (column.isna() | (column.astype(object).map(str) == "")).to_numpy()
-
-
-def _suspect_positions(records: pd.DataFrame) -> list[int]:
+def _suspect_positions(records: pd.DataFrame, texts: dict[str, pa.Array]) -> list[int]:
     """Return the positions that `check_event_record` could refuse, found column-wise."""
-    no_identifier = np.logical_and.reduce([_blank(records[name]) for name in IDENTIFIERS])
-    unique_ids = records["unique_id"]
-    long_unique_id = (
-        unique_ids.astype(object).map(str).str.len() > settings.MAX_UNIQUE_ID_LENGTH
-    ).to_numpy()
+    no_identifier = np.logical_and.reduce([_blank(texts[name]) for name in IDENTIFIERS])
+    long_unique_id = _mask(
+        pc.greater(pc.utf8_length(texts["unique_id"]), settings.MAX_UNIQUE_ID_LENGTH)
+    )
     values = pd.to_numeric(records["value"], errors="coerce").to_numpy(dtype=float)
     bad_value = records["value"].notna().to_numpy() & ~np.isfinite(values)
     suspect = (
         no_identifier
-        | _blank(unique_ids)
+        | _blank(texts["unique_id"])
         | long_unique_id
-        | _blank(records["metric"])
+        | _blank(texts["metric"])
         | records["time"].isna().to_numpy()
         | bad_value
     )
     return np.flatnonzero(suspect).tolist()
 
 
-def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads:
-    """Build the event and profile resources of every record and measure their sizes."""
-    payloads = EventPayloads(backfill=backfill)
-    columns = list(EVENT_COLUMNS)
-    # Column lists zipped into dicts skip the per-cell boxing of DataFrame.to_dict.
-    values = zip(*(records[column].astype(object).tolist() for column in columns), strict=True)
-    rows = (dict(zip(columns, row, strict=True)) for row in values)
-    suspects = set(_suspect_positions(records))
-    group_keys = _group_keys(records)
-    for position, record in enumerate(rows):
-        problem = check_event_record(record) if position in suspects else None
-        if problem is not None:
-            status, reason, detail = problem
-            _add_error(payloads, position, reason, detail, status)
-            continue
-        try:
-            properties = parse_json_object(record["properties"]) or {}
-            profile_properties = parse_json_object(record["profile_properties"])
-        except ValueError as error:
-            _add_error(
-                payloads, position, Reason.MAPPING_FAILED, f"invalid properties JSON: {error}"
-            )
-            continue
-        try:
-            time = normalize_time(str(record["time"]))
-        except ValueError as error:
-            _add_error(payloads, position, Reason.TIME_INVALID, str(error))
-            continue
+def _object_texts(column: pd.Series, problems: dict[int, tuple[str, str, str]]) -> pa.Array:
+    """Return each cell's JSON object text; a missing cell gives ``{}``.
 
-        event = event_resource(record, time, properties, backfill)
-        group = group_keys[position]
-        if group not in payloads.profiles:
-            profile = profile_resource(record, profile_properties)
-            payloads.profiles[group] = profile
-            payloads.item_bytes[group] = sdk_size_bound(item_resource(profile, [], backfill))
-        payloads.events.append(event)
-        payloads.event_bytes.append(sdk_size_bound(event))
-        payloads.groups.append(group)
+    The check is structural: the text must start with ``{`` and end with ``}``. The records
+    builder writes these texts with a JSON encoder, so anything else means that the records
+    were changed outside the pipeline. A text that passes the check and is still not JSON
+    makes Klaviyo return 400 for its request, and the sync isolates that record.
+    """
+    texts = pc.utf8_trim_whitespace(_strings(column))
+    shaped = _mask(pc.and_(pc.starts_with(texts, "{"), pc.ends_with(texts, "}")))
+    bad = column.notna().to_numpy() & ~shaped
+    for position in np.flatnonzero(bad).tolist():
+        value = column.iat[position]
+        detail = f"invalid properties JSON: expected a JSON object, got {str(value)[:40]!r}"
+        problems.setdefault(position, (Status.REJECTED, Reason.MAPPING_FAILED, detail))
+    return texts.fill_null("{}")
+
+
+def _event_times(column: pd.Series, problems: dict[int, tuple[str, str, str]]) -> pa.Array:
+    """Return each event's time in isoformat() form, converted column-wise for records times."""
+    texts = _strings(column)
+    canonical = _mask(pc.match_substring_regex(texts, _RECORD_TIME))
+    converted = pc.binary_join_element_wise(
+        pc.utf8_slice_codeunits(texts, 0, 19), pa.scalar("+00:00"), pa.scalar("")
+    )
+    times = pc.if_else(pa.array(canonical), converted, texts).fill_null("")
+    others = np.flatnonzero(~canonical).tolist()
+    fixed: dict[int, str] = {}
+    for position in others:
+        if position in problems:
+            continue
+        try:
+            fixed[position] = normalize_time(str(column.iat[position]))
+        except ValueError as error:
+            problems[position] = (Status.REJECTED, Reason.TIME_INVALID, str(error))
+    return _replace(times, fixed)
+
+
+def _replace(texts: pa.Array, values: dict[int, str]) -> pa.Array:
+    """Return `texts` with the strings at the given positions replaced."""
+    if not values:
+        return texts
+    mask = np.zeros(len(texts), dtype=bool)
+    positions = sorted(values)
+    mask[positions] = True
+    replacements = pa.array([values[position] for position in positions], pa.string())
+    return pc.replace_with_mask(texts, pa.array(mask), replacements)
+
+
+# Characters that JSON strings must escape. Other text is quoted as it is.
+_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
+
+
+def _json_strings(texts: pa.Array) -> pa.Array:
+    """Return each string as a JSON string literal; missing strings stay null."""
+    quote = pa.scalar('"')
+    quoted = pc.binary_join_element_wise(quote, texts, quote, pa.scalar(""))
+    escape = _mask(pc.match_substring_regex(texts, _NEEDS_ESCAPE))
+    positions = np.flatnonzero(escape).tolist()
+    if not positions:
+        return quoted
+    values = texts.take(pa.array(positions)).to_pylist()
+    escaped = {p: orjson.dumps(v).decode() for p, v in zip(positions, values, strict=True)}
+    return _replace(quoted, escaped)
+
+
+def _value_texts(column: pd.Series) -> pa.Array:
+    """Return each finite value as JSON number text, others as null; each value is encoded once."""
+    values = pd.to_numeric(column, errors="coerce").astype(float)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    encoded = [
+        orjson.dumps(value).decode() if math.isfinite(value) else None for value in uniques.tolist()
+    ]
+    encoded.append(None)
+    return pa.array([encoded[code] for code in codes.tolist()], pa.string())
+
+
+def _member(name: str, values: pa.Array) -> pa.Array:
+    """Return ``,"name":value`` per row, or "" where the value is null."""
+    joined = pc.binary_join_element_wise(pa.scalar(f',"{name}":'), values, pa.scalar(""))
+    return joined.fill_null("")
+
+
+_TEXT_COLUMNS = (*IDENTIFIERS, "unique_id", "metric", "profile_key", "profile_properties")
+
+
+def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads:
+    """Encode the event of every record and the item opening of every profile group.
+
+    Arrow assembles the events column-wise. Only the records that need a check, a string
+    escape or a time conversion are handled one by one.
+    """
+    payloads = EventPayloads(backfill=backfill)
+    texts = {name: _strings(records[name]) for name in _TEXT_COLUMNS}
+    problems: dict[int, tuple[str, str, str]] = {}
+    columns = list(EVENT_COLUMNS)
+    for position in _suspect_positions(records, texts):
+        record = {name: records[name].iat[position] for name in columns}
+        problem = check_event_record(record)
+        if problem is not None:
+            problems[position] = problem
+    properties = _object_texts(records["properties"], problems)
+    groups = _group_keys(texts)
+    items, item_problems = _items(records, groups, problems, backfill)
+    for position, problem in item_problems.items():
+        problems.setdefault(position, problem)
+    times = _event_times(records["time"], problems)
+
+    flag = "true" if backfill else "false"
+    parts = [
+        pa.scalar('{"type":"event","attributes":{"properties":'),
+        properties,
+        pa.scalar(',"time":"'),
+        times,
+        pa.scalar('","unique_id":'),
+        _json_strings(texts["unique_id"]).fill_null('""'),
+        pa.scalar(f',"backfill":{flag},"metric":{{"data":{{"type":"metric","attributes":{{"name":'),
+        _json_strings(texts["metric"]).fill_null('""'),
+        pa.scalar("}}}"),
+        _member("value", _value_texts(records["value"])),
+        _member("value_currency", _json_strings(_strings(records["value_currency"]))),
+        pa.scalar("}}"),
+    ]
+    joined = pc.binary_join_element_wise(*parts, pa.scalar(""))
+    encoded: list[bytes | None] = pc.cast(joined, pa.binary()).to_pylist()
+    sizes: list[int] = pc.binary_length(joined).to_pylist()
+    for position in sorted(problems):
+        status, reason, detail = problems[position]
+        payloads.errors.append(PayloadError(position, str(reason), detail, str(status)))
+        encoded[position] = None
+        sizes[position] = 0
+        groups[position] = ""
+    payloads.events = encoded
+    payloads.event_bytes = sizes
+    payloads.groups = groups
+    payloads.items = items
+    payloads.item_bytes = {
+        group: len(opening) + len(_ITEM_CLOSE) for group, opening in items.items()
+    }
     return payloads
 
 
-def _add_error(
-    payloads: EventPayloads,
-    position: int,
-    reason: str,
-    detail: str,
-    status: str = Status.REJECTED.value,
-) -> None:
-    payloads.errors.append(PayloadError(position, str(reason), detail, str(status)))
-    payloads.events.append(None)
-    payloads.event_bytes.append(0)
-    payloads.groups.append("")
+def _items(
+    records: pd.DataFrame,
+    groups: list[str],
+    problems: dict[int, tuple[str, str, str]],
+    backfill: bool,
+) -> tuple[dict[str, bytes], dict[int, tuple[str, str, str]]]:
+    """Encode the item opening of each profile group from its first sendable record.
+
+    Returns:
+        The openings by group, and the records whose profile properties are invalid.
+    """
+    flag = b"true" if backfill else b"false"
+    keys = pd.Series(groups, dtype=object)
+    sendable = np.ones(len(groups), dtype=bool)
+    sendable[list(problems)] = False
+    first = np.flatnonzero(sendable)[~keys[sendable].duplicated(keep="first").to_numpy()]
+    columns = (*IDENTIFIERS, "profile_properties")
+    values = zip(
+        *(records[name].iloc[first].astype(object).tolist() for name in columns), strict=True
+    )
+    items: dict[str, bytes] = {}
+    invalid: dict[str, str] = {}
+    for position, row in zip(first.tolist(), values, strict=True):
+        record = dict(zip(columns, row, strict=True))
+        try:
+            profile_properties = parse_json_object(record["profile_properties"])
+        except ValueError as error:
+            invalid[groups[position]] = f"invalid properties JSON: {error}"
+            continue
+        items[groups[position]] = _item_open(profile_resource(record, profile_properties), flag)
+    item_problems: dict[int, tuple[str, str, str]] = {}
+    if invalid:
+        for position in np.flatnonzero(sendable & keys.isin(list(invalid)).to_numpy()).tolist():
+            detail = invalid[groups[position]]
+            item_problems[position] = (Status.REJECTED, Reason.MAPPING_FAILED, detail)
+    return items, item_problems
 
 
-def _group_keys(records: pd.DataFrame) -> list[str]:
+def _group_keys(texts: dict[str, pa.Array]) -> list[str]:
     """Return each record's profile group; events share an item only if their profile does."""
     columns = ["profile_key", "email", "phone_number", "external_id", "profile_properties"]
-    texts = [
-        records[name].astype(object).where(records[name].notna(), "").map(str) for name in columns
-    ]
-    return texts[0].str.cat(texts[1:], sep="\x1f").tolist()
+    parts = [texts[name].fill_null("") for name in columns]
+    return pc.binary_join_element_wise(*parts, pa.scalar("\x1f")).to_pylist()
 
 
 def order_by_profile(positions: list[int], groups: list[str]) -> list[int]:
@@ -333,9 +405,7 @@ def plan_event_batches(
     """Split positions into batches within the event count and body size limits.
 
     Positions must already be ordered by profile (see `order_by_profile`). A profile whose
-    events do not fit the current batch continues in the next one. Sizes are upper bounds
-    until a batch comes near `max_bytes`. From then on its events are measured exactly, so
-    a batch is closed only when the SDK's text would really exceed the limit.
+    events do not fit the current batch continues in the next one.
 
     Returns:
         The batches, and the positions whose event alone exceeds `max_bytes`.
@@ -345,28 +415,21 @@ def plan_event_batches(
     current: list[int] = []
     size = EMPTY_BODY_BYTES
     group: str | None = None
-    exact = False
     for position in positions:
         event_group = payloads.groups[position]
-        if (
-            EMPTY_BODY_BYTES + payloads.item_bytes[event_group] + payloads.event_bytes[position]
-            > max_bytes
-        ):
-            alone = payloads.exact_item_bytes(event_group) + payloads.exact_event_bytes(position)
-            if EMPTY_BODY_BYTES + alone > max_bytes:
-                too_large.append(position)
-                continue
-
-        added = _added_bytes(payloads, position, event_group, group, bool(current), exact)
-        if current and not exact and size + added > max_bytes * _NEAR_LIMIT:
-            size = _exact_batch_bytes(payloads, current)
-            exact = True
-            added = _added_bytes(payloads, position, event_group, group, True, exact)
+        event_size = payloads.event_bytes[position]
+        item_size = payloads.item_bytes[event_group]
+        if EMPTY_BODY_BYTES + item_size + event_size > max_bytes:
+            too_large.append(position)
+            continue
+        if event_group == group:
+            added = 1 + event_size
+        else:
+            added = (1 if current else 0) + item_size + event_size
         if current and (len(current) >= max_events or size + added > max_bytes):
             batches.append(current)
-            current, size, group, exact = [], EMPTY_BODY_BYTES, None, False
-            added = _added_bytes(payloads, position, event_group, group, False, exact)
-
+            current, size = [], EMPTY_BODY_BYTES
+            added = item_size + event_size
         current.append(position)
         size += added
         group = event_group
@@ -375,46 +438,11 @@ def plan_event_batches(
     return batches, too_large
 
 
-# Past this share of the byte limit, a batch's sizes are measured exactly.
-_NEAR_LIMIT = 0.8
-
-
-def _added_bytes(
-    payloads: EventPayloads,
-    position: int,
-    event_group: str,
-    group: str | None,
-    has_events: bool,
-    exact: bool,
-) -> int:
-    """Return the bytes that appending one event adds to a batch."""
-    if exact:
-        event_size = payloads.exact_event_bytes(position)
-        item_size = payloads.exact_item_bytes(event_group)
-    else:
-        event_size = payloads.event_bytes[position]
-        item_size = payloads.item_bytes[event_group]
-    if event_group == group:
-        return _SEPARATOR_BYTES + event_size
-    return (_SEPARATOR_BYTES if has_events else 0) + item_size + event_size
-
-
-def _exact_batch_bytes(payloads: EventPayloads, positions: list[int]) -> int:
-    """Return the exact size of a batch body, measuring each of its events."""
-    size = EMPTY_BODY_BYTES
-    group: str | None = None
-    for index, position in enumerate(positions):
-        event_group = payloads.groups[position]
-        size += _added_bytes(payloads, position, event_group, group, index > 0, True)
-        group = event_group
-    return size
-
-
 @dataclass(frozen=True)
 class EventBody:
-    """A built bulk event body and the record position of each item's events."""
+    """An encoded bulk event body and the record position of each item's events."""
 
-    body: dict[str, Any]
+    body: bytes
     items: list[list[int]]
 
     @property
@@ -428,11 +456,14 @@ def build_event_body(positions: list[int], payloads: EventPayloads) -> EventBody
     by_group: dict[str, list[int]] = {}
     for position in positions:
         by_group.setdefault(payloads.groups[position], []).append(position)
-    items = []
-    for group, members in by_group.items():
-        events = [payloads.events[position] for position in members]
-        items.append(item_resource(payloads.profiles[group], events, payloads.backfill))
-    return EventBody(bulk_body(items), list(by_group.values()))
+    events = payloads.events
+    items = [
+        payloads.items[group]
+        + b",".join(events[position] for position in members)  # type: ignore[misc]
+        + _ITEM_CLOSE
+        for group, members in by_group.items()
+    ]
+    return EventBody(BODY_OPEN + b",".join(items) + BODY_CLOSE, list(by_group.values()))
 
 
 def map_event_pointer(pointer: str | None, body: EventBody) -> PointerTarget | None:

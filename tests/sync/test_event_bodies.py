@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from openapi_client.api_client import ApiClient
 from openapi_client.models.events_bulk_create_job import EventsBulkCreateJob
 
 from klaviyo_pipeline import settings
 from klaviyo_pipeline.sync.event_bodies import (
+    EventBody,
     build_event_body,
     build_event_payloads,
     map_event_pointer,
@@ -19,10 +19,13 @@ from klaviyo_pipeline.sync.event_bodies import (
 from tests.sync.records import event_frame, event_row, events
 
 
-def sdk_serialized(body: dict) -> str:
-    """Return the body as the SDK 25.0.0 writes it on the wire."""
-    model = EventsBulkCreateJob.model_validate(body)
-    return json.dumps(ApiClient().sanitize_for_serialization(model))
+def document(body: EventBody) -> dict:
+    """Parse an encoded body; json.loads refuses NaN and Infinity here."""
+    return json.loads(body.body, parse_constant=_refuse)
+
+
+def _refuse(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 def test_body_shape_groups_by_profile():
@@ -38,8 +41,9 @@ def test_body_shape_groups_by_profile():
     body = build_event_body(positions, payloads)
 
     assert body.items == [[0, 2], [1]]
-    items = body.body["data"]["attributes"]["events-bulk-create"]["data"]
-    assert body.body["data"]["type"] == "event-bulk-create-job"
+    sent = document(body)
+    items = sent["data"]["attributes"]["events-bulk-create"]["data"]
+    assert sent["data"]["type"] == "event-bulk-create-job"
     assert items[0]["type"] == "event-bulk-create"
     assert items[0]["attributes"]["backfill"] is True
     assert items[0]["attributes"]["profile"]["data"] == {
@@ -60,11 +64,11 @@ def test_body_shape_groups_by_profile():
 def test_body_omits_absent_fields():
     frame = event_frame([event_row(1, email="a@example.com")])
     payloads = build_event_payloads(frame, backfill=False)
-    body = build_event_body([0], payloads).body
-    text = json.dumps(body)
+    encoded = build_event_body([0], payloads)
+    body = document(encoded)
 
-    assert "null" not in text
-    assert "NaN" not in text
+    assert b"null" not in encoded.body
+    assert b"NaN" not in encoded.body
     event = body["data"]["attributes"]["events-bulk-create"]["data"][0]["attributes"]
     assert "value" not in event["events"]["data"][0]["attributes"]
     assert "value_currency" not in event["events"]["data"][0]["attributes"]
@@ -73,7 +77,7 @@ def test_body_omits_absent_fields():
 
 def test_profile_properties_go_into_profile():
     frame = event_frame([event_row(1, profile_properties={"tier": "gold"})])
-    body = build_event_body([0], build_event_payloads(frame, backfill=False)).body
+    body = document(build_event_body([0], build_event_payloads(frame, backfill=False)))
     profile = body["data"]["attributes"]["events-bulk-create"]["data"][0]["attributes"]["profile"]
 
     assert profile["data"]["attributes"]["properties"] == {"tier": "gold"}
@@ -89,7 +93,7 @@ def test_profile_properties_go_into_profile():
 )
 def test_time_in_sdk_form(given, sent):
     frame = event_frame([event_row(1, time=given)])
-    body = build_event_body([0], build_event_payloads(frame, backfill=False)).body
+    body = document(build_event_body([0], build_event_payloads(frame, backfill=False)))
     event = body["data"]["attributes"]["events-bulk-create"]["data"][0]["attributes"]["events"]
 
     assert event["data"][0]["attributes"]["time"] == sent
@@ -103,15 +107,73 @@ def test_time_without_offset_is_payload_error():
     assert payloads.errors[0].reason == "time_invalid"
 
 
-def test_invalid_properties_json_is_payload_error():
-    frame = event_frame([event_row(1)])
-    frame.loc[0, "properties"] = '{"a": NaN}'
+@pytest.mark.parametrize(
+    "given", ["2024-13-01T12:00:00Z", "2024-05-01T25:00:00Z", "2024-05-01 noon"]
+)
+def test_unparsable_time_is_payload_error(given):
+    frame = event_frame([event_row(1, time=given)])
     payloads = build_event_payloads(frame, backfill=False)
 
-    assert [error.reason for error in payloads.errors] == ["mapping_failed"]
+    assert [error.reason for error in payloads.errors] == ["time_invalid"]
 
 
-def test_planned_size_equals_sdk_bytes():
+@pytest.mark.parametrize("text", ["[1, 2]", "not json", '"{}"'])
+def test_properties_that_are_not_an_object_are_payload_errors(text):
+    frame = event_frame([event_row(1), event_row(2)])
+    frame.loc[0, "properties"] = text
+    payloads = build_event_payloads(frame, backfill=False)
+
+    assert [(error.position, error.reason) for error in payloads.errors] == [(0, "mapping_failed")]
+    assert payloads.events[0] is None
+    assert payloads.events[1] is not None
+
+
+def test_invalid_profile_properties_reject_every_event_of_the_profile():
+    rows = [
+        event_row(i, email="a@example.com", profile_key="k", unique_id=f"u{i}") for i in range(2)
+    ]
+    rows.append(event_row(2, email="b@example.com"))
+    frame = event_frame(rows)
+    frame["profile_properties"] = frame["profile_properties"].astype(object)
+    frame.loc[[0, 1], "profile_properties"] = '{"tier": NaN}'
+    payloads = build_event_payloads(frame, backfill=False)
+
+    assert [(error.position, error.reason) for error in payloads.errors] == [
+        (0, "mapping_failed"),
+        (1, "mapping_failed"),
+    ]
+    assert payloads.events[2] is not None
+
+
+def test_strings_are_encoded_as_json():
+    awkward = 'quote " backslash \\ newline \n tab \t nul \u0000 é ✓ 😀 \u2028'
+    frame = event_frame(
+        [
+            event_row(
+                1,
+                email="a@example.com",
+                metric=f"Metric {awkward}",
+                unique_id=f"id {awkward}",
+                value=0.1,
+                value_currency=awkward,
+                properties={"Name": awkward},
+                profile_properties={"Note": awkward},
+            )
+        ]
+    )
+    body = document(build_event_body([0], build_event_payloads(frame, backfill=False)))
+    item = body["data"]["attributes"]["events-bulk-create"]["data"][0]["attributes"]
+    event = item["events"]["data"][0]["attributes"]
+
+    assert event["metric"]["data"]["attributes"]["name"] == f"Metric {awkward}"
+    assert event["unique_id"] == f"id {awkward}"
+    assert event["value"] == 0.1
+    assert event["value_currency"] == awkward
+    assert event["properties"] == {"Name": awkward}
+    assert item["profile"]["data"]["attributes"]["properties"] == {"Note": awkward}
+
+
+def test_planned_size_is_the_body_length_and_the_sdk_model_accepts_the_body():
     rows = []
     for i in range(40):
         rows.append(
@@ -127,12 +189,14 @@ def test_planned_size_equals_sdk_bytes():
         )
     payloads = build_event_payloads(event_frame(rows), backfill=False)
     positions = order_by_profile(list(range(40)), payloads.groups)
-    batches, too_large = plan_event_batches(positions, payloads, 1000, 10**9)
-    body = build_event_body(batches[0], payloads).body
+    limit = len(build_event_body(positions, payloads).body)
+    batches, too_large = plan_event_batches(positions, payloads, 1000, limit)
+    body = build_event_body(batches[0], payloads)
 
     assert too_large == []
     assert len(batches) == 1
-    assert len(sdk_serialized(body)) == len(json.dumps(body))
+    EventsBulkCreateJob.model_validate(document(body))
+    assert plan_event_batches(positions, payloads, 1000, limit - 1)[0] != batches
 
 
 def test_count_limit_splits_batches():
@@ -156,10 +220,9 @@ def test_byte_limit_splits_batches():
     assert too_large == []
     assert len(batches) == 2
     for batch in batches:
-        body = build_event_body(batch, payloads).body
-        assert len(json.dumps(body).encode("utf-8")) <= settings.MAX_PAYLOAD_BYTES
+        assert len(build_event_body(batch, payloads).body) <= settings.MAX_PAYLOAD_BYTES
     first = build_event_body(batches[0], payloads).body
-    assert len(json.dumps(first)) + 90_200 > settings.MAX_PAYLOAD_BYTES
+    assert len(first) + 90_200 > settings.MAX_PAYLOAD_BYTES
 
 
 def test_byte_limit_is_exact_at_boundary():
@@ -167,12 +230,12 @@ def test_byte_limit_is_exact_at_boundary():
     payloads = build_event_payloads(event_frame(rows), backfill=False)
     positions = order_by_profile(list(range(30)), payloads.groups)
     whole = build_event_body(positions, payloads).body
-    limit = len(json.dumps(whole)) - 1
+    limit = len(whole) - 1
     batches, _ = plan_event_batches(positions, payloads, 1000, limit)
 
     assert len(batches) == 2
     for batch in batches:
-        assert len(json.dumps(build_event_body(batch, payloads).body)) <= limit
+        assert len(build_event_body(batch, payloads).body) <= limit
     batches_at_size, _ = plan_event_batches(positions, payloads, 1000, limit + 1)
     assert len(batches_at_size) == 1
 

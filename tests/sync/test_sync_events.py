@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pandas as pd
@@ -57,11 +58,11 @@ class RejectingFake(FakeKlaviyoClient):
         self.pointer = pointer
         self.status = status
 
-    def _store_events(self, body):
-        if self.bad_ids & set(unique_ids(body)):
+    def _store_events(self, encoded):
+        if self.bad_ids & set(unique_ids(json.loads(encoded))):
             detail = ApiErrorDetail(code="invalid", detail="bad event", pointer=self.pointer)
             raise KlaviyoApiError(self.status, EVENTS, (detail,))
-        super()._store_events(body)
+        super()._store_events(encoded)
 
 
 def test_sends_all_in_batches(fake, config, sync_log):
@@ -456,7 +457,7 @@ def test_dry_run_sdk_model_validation():
         }
     }
     with pytest.raises(KlaviyoValidationError) as raised:
-        client.send_event_bulk(body)
+        client.send_event_bulk(json.dumps(body).encode())
 
     (error,) = raised.value.errors
     pointer = (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from klaviyo_pipeline.klaviyo import (
@@ -181,7 +183,7 @@ def test_cancelled_job_fails_rows(config, sync_log):
 def test_create_400_with_pointer(config, sync_log):
     class Strict(FakeKlaviyoClient):
         def _create_job(self, body):
-            for index, profile in enumerate(profile_import_items(body)):
+            for index, profile in enumerate(profile_import_items(json.loads(body))):
                 if profile["attributes"].get("first_name") == "bad":
                     pointer = f"/data/attributes/profiles/data/{index}/attributes/first_name"
                     detail = ApiErrorDetail(code="invalid", detail="bad name", pointer=pointer)
@@ -297,7 +299,7 @@ def test_client_reads_all_error_pages():
             },
         }
     }
-    job = fake.create_profile_import_job(body)
+    job = fake.create_profile_import_job(json.dumps(body).encode())
     errors = fake.get_profile_import_errors(job.id)
 
     assert len(errors) == 5
