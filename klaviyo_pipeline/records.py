@@ -209,20 +209,9 @@ def _hashes(*columns: pd.Series) -> pd.Series:
     )
 
 
-_PLAIN_TYPES = frozenset({str, int, bool})
-# A string of at most this many characters is under Klaviyo's 100 KB limit in any encoding.
-_SAFE_CHARACTERS = settings.MAX_STRING_BYTES // 4
-
-
-def _plain(value: Any) -> bool:
-    kind = type(value)
-    if kind is str:
-        return len(value) <= _SAFE_CHARACTERS
-    if kind is float:
-        return math.isfinite(value)
-    if kind is int:
-        return -(2**63) <= value < 2**63
-    return kind is bool
+_PLAIN_TYPES = frozenset({str, int, bool, float})
+# A text of at most this many bytes has no string over Klaviyo's 100 KB limit in any encoding.
+_SAFE_BYTES = settings.MAX_STRING_BYTES // 4
 
 
 def properties_json(props: Any, flatten: bool) -> tuple[str | None, str | None, str | None]:
@@ -234,13 +223,32 @@ def properties_json(props: Any, flatten: bool) -> tuple[str | None, str | None, 
     """
     if not isinstance(props, dict):
         props = {}
-    plain = all(map(_plain, props.values())) and not any(key[:1] == "$" for key in props)
-    if plain and len(props) <= settings.MAX_PROPERTIES:
-        return orjson.dumps(props).decode(), None, None
+    text = _plain_json(props)
+    if text is not None:
+        return text, None, None
     cleaned, reason, detail = clean_properties(props, flatten)
     if reason is not None:
         return None, reason, detail
     return dumps(cleaned), None, detail
+
+
+def _plain_json(props: dict[str, Any]) -> str | None:
+    """Serialize flat properties of plain scalars, or return None for `clean_properties`.
+
+    The checks run on the text, which may send a plain dict to `clean_properties` but never
+    lets another one through. orjson writes NaN and ±inf as ``null``, and a value of None
+    is ``null`` too. A ``"$`` key and a string over the limit are found the same way.
+    orjson raises on keys that are not strings and on integers beyond 64 bits.
+    """
+    if len(props) > settings.MAX_PROPERTIES or not set(map(type, props.values())) <= _PLAIN_TYPES:
+        return None
+    try:
+        text = orjson.dumps(props)
+    except orjson.JSONEncodeError:
+        return None
+    if len(text) > _SAFE_BYTES or b"null" in text or b'"$' in text:
+        return None
+    return text.decode()
 
 
 class RecordBuilder:
