@@ -5,8 +5,8 @@ The steps:
 1. Deduplicate repeated (profile, metric, unique_id) keys. The first record wins.
 2. Skip records that earlier runs settled.
 3. Build the payloads and plan batches within the count and 5 MB limits.
-4. Write every record to the sync log as in flight.
-5. Send batch by batch, and write each batch's outcome as soon as it is known.
+4. Write every record to the sync log as in flight, while the first batches go out.
+5. Send batch by batch, and write the outcomes of every few batches.
 
 When Klaviyo rejects a batch (400, 409, 422), each error pointer is mapped back to its
 record. Those records are rejected with Klaviyo's code and detail, and the rest of the
@@ -105,7 +105,6 @@ def sync_events(
     payloads = build_event_payloads(ordered, backfill)
     session.settle_payload_errors(payloads.errors)
     batches = _plan(session, payloads)
-    session.write()
 
     log.info(
         "Syncing %d of %d events of partition %s in %d requests (backfill=%s)",
@@ -115,14 +114,18 @@ def sync_events(
         len(batches),
         backfill,
     )
-    sender = _EventSender(session, payloads)
-    try:
-        sender.send_all(batches)
-    except KlaviyoFatalError as error:
-        session.write(session.ledger.undecided())
-        error.report = session.finish()
-        log.error("Event sync of partition %s stopped: %s", partition, error)
-        raise
+    # The first requests go out while every record is written to the sync log as in
+    # flight. A run killed before that write ends leaves records with no row, which the
+    # next run sends again, and Klaviyo keeps one event per unique_id.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="event-sync-log") as writer:
+        sender = _EventSender(session, payloads, writer.submit(session.write))
+        try:
+            sender.send_all(batches)
+        except KlaviyoFatalError as error:
+            session.write(session.ledger.undecided())
+            error.report = session.finish()
+            log.error("Event sync of partition %s stopped: %s", partition, error)
+            raise
 
     report = session.finish()
     log.info(
@@ -168,9 +171,12 @@ def _plan(session: SyncSession, payloads: EventPayloads) -> list[list[int]]:
 class _EventSender:
     """Sends planned batches, isolating invalid records by pointer or by bisection."""
 
-    def __init__(self, session: SyncSession, payloads: EventPayloads) -> None:
+    def __init__(
+        self, session: SyncSession, payloads: EventPayloads, first_write: Future[None]
+    ) -> None:
         self.session = session
         self.payloads = payloads
+        self._first_write: Future[None] | None = first_write
         self.rejections_logged = 0
         self._unwritten: list[int] = []
         self._unwritten_batches = 0
@@ -240,6 +246,10 @@ class _EventSender:
         return self.session.batch_finished(exhausted)
 
     def _flush(self) -> None:
+        if self._first_write is not None:
+            # Outcomes replace the in-flight rows, so they are written after them.
+            first_write, self._first_write = self._first_write, None
+            first_write.result()
         if self._unwritten:
             self.session.write(self._unwritten)
             self._unwritten = []

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from klaviyo_pipeline.klaviyo.dry_run import DRY_RUN
 from klaviyo_pipeline.klaviyo.errors import mask_emails_in_text
@@ -29,6 +30,25 @@ OUTCOME_COLUMNS = (
 
 def _optional_text(values: Iterable[Any]) -> list[str | None]:
     return [optional_text(value) for value in values]
+
+
+def _texts(column: pd.Series) -> list[str | None]:
+    """Return the cells as text, None for missing ones; Arrow converts text columns."""
+    try:
+        array = pa.array(column, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        array = None
+    if array is not None and array.type in (pa.string(), pa.large_string()):
+        return array.to_pylist()
+    return _optional_text(column.tolist())
+
+
+def _per_distinct(function: Any, *columns: list[Any]) -> list[Any]:
+    """Apply `function` to each distinct tuple of the columns once, in row order."""
+    rows = list(zip(*columns, strict=True))
+    codes, uniques = pd.factorize(pd.Series(rows, dtype=object), use_na_sentinel=False)
+    results = [function(*row) for row in uniques.tolist()]
+    return [results[code] for code in codes.tolist()]
 
 
 class Ledger:
@@ -128,38 +148,41 @@ class Ledger:
 def _identity_columns(
     records: pd.DataFrame, stream: str, partition: str, run_id: str
 ) -> pd.DataFrame:
-    profile_keys = _optional_text(records["profile_key"])
+    """Return the columns that every sync log row of a record repeats.
+
+    Identities and profile key hashes repeat across a profile's records, so each distinct
+    value is masked or hashed once.
+    """
+    size = len(records)
+    profile_keys = _texts(records["profile_key"])
     is_event = stream == "event"
-    unique_ids = _optional_text(records["unique_id"]) if is_event else [None] * len(records)
-    metrics = _optional_text(records["metric"]) if is_event else [None] * len(records)
-    identities = [
-        mask_identity(email, phone, external_id)
-        for email, phone, external_id in zip(
-            _optional_text(records["email"]),
-            _optional_text(records["phone_number"]),
-            _optional_text(records["external_id"]),
-            strict=True,
-        )
-    ]
+    unique_ids = _texts(records["unique_id"]) if is_event else [None] * size
+    metrics = _texts(records["metric"]) if is_event else [None] * size
+    identities = _per_distinct(
+        mask_identity,
+        _texts(records["email"]),
+        _texts(records["phone_number"]),
+        _texts(records["external_id"]),
+    )
     if is_event:
         record_keys = [
             hash_key(key, metric, unique_id)
             for key, metric, unique_id in zip(profile_keys, metrics, unique_ids, strict=True)
         ]
     else:
-        record_keys = [hash_key(key) for key in profile_keys]
+        record_keys = _per_distinct(hash_key, profile_keys)
     return pd.DataFrame(
         {
             "partition": partition,
             "stream": stream,
-            "record_id": _optional_text(records["record_id"]),
+            "record_id": _texts(records["record_id"]),
             "run_id": run_id,
             "row_id": pd.array(records["row_id"].to_numpy(), dtype="Int64"),
             "record_key": record_keys,
             "unique_id": unique_ids,
             "metric": metrics,
             "identity": identities,
-            "profile_key_hash": [hash_key(key) for key in profile_keys],
-            "content_hash": _optional_text(records["content_hash"]),
+            "profile_key_hash": _per_distinct(hash_key, profile_keys),
+            "content_hash": _texts(records["content_hash"]),
         }
     )
