@@ -221,6 +221,9 @@ def properties_json(props: Any, flatten: bool) -> tuple[str | None, str | None, 
     else goes through `clean_properties`. A reason means the record is rejected. Without a
     reason, a detail contains the notes of `clean_properties` to count as warnings.
     """
+    if type(props) is str:
+        # The rule mapping wrote these plain properties as JSON text already.
+        return props, None, None
     if not isinstance(props, dict):
         props = {}
     text = _plain_json(props)
@@ -651,8 +654,12 @@ class RecordBuilder:
         if not self.ecommerce.ordered_product or events.empty:
             return events
         is_order = (events["metric"] == self.ecommerce.order_metric).to_numpy()
+        properties = [
+            orjson.loads(props) if type(props) is str and order else props
+            for props, order in zip(events["properties"].tolist(), is_order, strict=True)
+        ]
+        events = events.assign(properties=properties)
         orders = events[is_order]
-        properties = events["properties"].tolist()
         lines: list[dict[str, Any]] = []
         for position, order in zip(
             np.flatnonzero(is_order), orders.to_dict("records"), strict=True

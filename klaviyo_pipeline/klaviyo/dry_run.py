@@ -62,7 +62,10 @@ class DryRunKlaviyoClient(FakeKlaviyoClient):
 
 
 def _validate_model(model: type[pydantic.BaseModel], body: bytes, endpoint: str) -> None:
-    """Check an encoded body against the SDK's model. The fake returns 400 for one that is not JSON."""
+    """Check an encoded body against the SDK's model; a body that is not JSON is left to the fake.
+
+    The fake returns 400 for it.
+    """
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:

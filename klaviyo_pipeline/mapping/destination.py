@@ -10,6 +10,7 @@ import pandas as pd
 
 from klaviyo_pipeline.mapping import rules as rule_lookup
 from klaviyo_pipeline.mapping.frame import EventFrame
+from klaviyo_pipeline.mapping.plain import encode_plain_map, plain_map_pairs
 from klaviyo_pipeline.mapping.plan import ColumnFunction, compile_value
 from klaviyo_pipeline.mapping.values import UNDEFINED, is_object
 from klaviyo_pipeline.outcomes import Reason
@@ -79,7 +80,11 @@ def _identifier_setting(settings: dict[str, Any], key: str, default: str | None)
 
 
 class CompiledDestination:
-    """The destination's settings and rules with every mapping value compiled once."""
+    """The destination's settings and rules with every mapping value compiled once.
+
+    With `encode_plain_properties`, a rule whose properties are a plain `map` of columns
+    gives each row's properties as JSON text instead of a dict (see `mapping.plain`).
+    """
 
     def __init__(
         self,
@@ -88,12 +93,14 @@ class CompiledDestination:
         prefix_unique_id: bool = False,
         user_traits_to_profile: bool = False,
         line_items_path: str | None = None,
+        encode_plain_properties: bool = True,
     ) -> None:
         settings = destination.get("settings") or {}
         self.currency: str | None = settings.get("currency") or None
         self.prefix_unique_id = prefix_unique_id
         self.user_traits_to_profile = user_traits_to_profile
         self.line_items_path = line_items_path
+        self.encode_plain_properties = encode_plain_properties
         self.consent: dict[str, Any] = destination.get("consent") or {}
         self.include: list[str] | None = destination.get("include")
         self.folded = rule_lookup.fold_mapping(destination.get("mapping"))
@@ -241,7 +248,11 @@ class CompiledDestination:
         )
         return group
 
-    def _properties(self, frame: EventFrame, rule: dict[str, Any]) -> list[dict[str, Any]]:
+    def _properties(self, frame: EventFrame, rule: dict[str, Any]) -> list[Any]:
+        """Return each row's properties: a dict, or JSON text for a plain `map` rule."""
+        plain = self._plain_properties(frame, rule)
+        if plain is not None:
+            return plain
         data = self._data(frame) if self._data else [UNDEFINED] * frame.size
         if rule.get("data") is not None:
             rule_data = self._cached(rule["data"])(frame)
@@ -258,6 +269,15 @@ class CompiledDestination:
                 _delete_path(item, path)
             properties.append(item)
         return properties
+
+    def _plain_properties(self, frame: EventFrame, rule: dict[str, Any]) -> list[Any] | None:
+        """Encode the properties column-wise when the rule's data is its only source."""
+        if not self.encode_plain_properties or self._data is not None:
+            return None
+        if rule.get("include", self.include) or rule.get("remove"):
+            return None
+        pairs = plain_map_pairs(rule.get("data"))
+        return None if pairs is None else encode_plain_map(frame, pairs)
 
     def _traits(self, frame: EventFrame) -> list[Any]:
         if not self.user_traits_to_profile:

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from klaviyo_pipeline import settings
+from klaviyo_pipeline import arrow_json, settings
 from klaviyo_pipeline.outcomes import Reason, Status
 from klaviyo_pipeline.sync.pointers import PointerTarget, parse_pointer
 from klaviyo_pipeline.sync.values import is_missing, optional_text
@@ -162,33 +162,14 @@ def _item_open(profile: dict[str, Any], backfill: bytes) -> bytes:
     )
 
 
-def _strings(column: pd.Series) -> pa.Array:
-    """Return the column as an Arrow string array, with missing cells as null.
-
-    Cells that are not text are written as ``str()`` writes them.
-    """
-    try:
-        array = pa.array(column, from_pandas=True)
-        if isinstance(array, pa.ChunkedArray):
-            array = array.combine_chunks()
-        return array if array.type == pa.string() else pc.cast(array, pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        values = column.astype(object).tolist()
-        return pa.array([optional_text(value) for value in values], pa.string())
-
-
 def _blank(texts: pa.Array) -> np.ndarray:
-    return _mask(pc.or_kleene(pc.is_null(texts), pc.equal(texts, "")))
-
-
-def _mask(array: pa.Array) -> np.ndarray:
-    return array.fill_null(False).to_numpy(zero_copy_only=False)
+    return arrow_json.mask(pc.or_kleene(pc.is_null(texts), pc.equal(texts, "")))
 
 
 def _suspect_positions(records: pd.DataFrame, texts: dict[str, pa.Array]) -> list[int]:
     """Return the positions that `check_event_record` could refuse, found column-wise."""
     no_identifier = np.logical_and.reduce([_blank(texts[name]) for name in IDENTIFIERS])
-    long_unique_id = _mask(
+    long_unique_id = arrow_json.mask(
         pc.greater(pc.utf8_length(texts["unique_id"]), settings.MAX_UNIQUE_ID_LENGTH)
     )
     values = pd.to_numeric(records["value"], errors="coerce").to_numpy(dtype=float)
@@ -212,8 +193,8 @@ def _object_texts(column: pd.Series, problems: dict[int, tuple[str, str, str]]) 
     were changed outside the pipeline. A text that passes the check and is still not JSON
     makes Klaviyo return 400 for its request, and the sync isolates that record.
     """
-    texts = pc.utf8_trim_whitespace(_strings(column))
-    shaped = _mask(pc.and_(pc.starts_with(texts, "{"), pc.ends_with(texts, "}")))
+    texts = pc.utf8_trim_whitespace(arrow_json.strings(column))
+    shaped = arrow_json.mask(pc.and_(pc.starts_with(texts, "{"), pc.ends_with(texts, "}")))
     bad = column.notna().to_numpy() & ~shaped
     for position in np.flatnonzero(bad).tolist():
         value = column.iat[position]
@@ -224,8 +205,8 @@ def _object_texts(column: pd.Series, problems: dict[int, tuple[str, str, str]]) 
 
 def _event_times(column: pd.Series, problems: dict[int, tuple[str, str, str]]) -> pa.Array:
     """Return each event's time in isoformat() form, converted column-wise for records times."""
-    texts = _strings(column)
-    canonical = _mask(pc.match_substring_regex(texts, _RECORD_TIME))
+    texts = arrow_json.strings(column)
+    canonical = arrow_json.mask(pc.match_substring_regex(texts, _RECORD_TIME))
     converted = pc.binary_join_element_wise(
         pc.utf8_slice_codeunits(texts, 0, 19), pa.scalar("+00:00"), pa.scalar("")
     )
@@ -239,35 +220,7 @@ def _event_times(column: pd.Series, problems: dict[int, tuple[str, str, str]]) -
             fixed[position] = normalize_time(str(column.iat[position]))
         except ValueError as error:
             problems[position] = (Status.REJECTED, Reason.TIME_INVALID, str(error))
-    return _replace(times, fixed)
-
-
-def _replace(texts: pa.Array, values: dict[int, str]) -> pa.Array:
-    """Return `texts` with the strings at the given positions replaced."""
-    if not values:
-        return texts
-    mask = np.zeros(len(texts), dtype=bool)
-    positions = sorted(values)
-    mask[positions] = True
-    replacements = pa.array([values[position] for position in positions], pa.string())
-    return pc.replace_with_mask(texts, pa.array(mask), replacements)
-
-
-# Characters that JSON strings must escape. Other text is quoted as it is.
-_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
-
-
-def _json_strings(texts: pa.Array) -> pa.Array:
-    """Return each string as a JSON string literal; missing strings stay null."""
-    quote = pa.scalar('"')
-    quoted = pc.binary_join_element_wise(quote, texts, quote, pa.scalar(""))
-    escape = _mask(pc.match_substring_regex(texts, _NEEDS_ESCAPE))
-    positions = np.flatnonzero(escape).tolist()
-    if not positions:
-        return quoted
-    values = texts.take(pa.array(positions)).to_pylist()
-    escaped = {p: orjson.dumps(v).decode() for p, v in zip(positions, values, strict=True)}
-    return _replace(quoted, escaped)
+    return arrow_json.replace(times, fixed)
 
 
 def _value_texts(column: pd.Series) -> pa.Array:
@@ -297,7 +250,7 @@ def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads
     escape or a time conversion are handled one by one.
     """
     payloads = EventPayloads(backfill=backfill)
-    texts = {name: _strings(records[name]) for name in _TEXT_COLUMNS}
+    texts = {name: arrow_json.strings(records[name]) for name in _TEXT_COLUMNS}
     problems: dict[int, tuple[str, str, str]] = {}
     columns = list(EVENT_COLUMNS)
     for position in _suspect_positions(records, texts):
@@ -313,18 +266,19 @@ def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads
     times = _event_times(records["time"], problems)
 
     flag = "true" if backfill else "false"
+    currencies = arrow_json.strings(records["value_currency"])
     parts = [
         pa.scalar('{"type":"event","attributes":{"properties":'),
         properties,
         pa.scalar(',"time":"'),
         times,
         pa.scalar('","unique_id":'),
-        _json_strings(texts["unique_id"]).fill_null('""'),
+        arrow_json.json_strings(texts["unique_id"]).fill_null('""'),
         pa.scalar(f',"backfill":{flag},"metric":{{"data":{{"type":"metric","attributes":{{"name":'),
-        _json_strings(texts["metric"]).fill_null('""'),
+        arrow_json.json_strings(texts["metric"]).fill_null('""'),
         pa.scalar("}}}"),
         _member("value", _value_texts(records["value"])),
-        _member("value_currency", _json_strings(_strings(records["value_currency"]))),
+        _member("value_currency", arrow_json.json_strings(currencies)),
         pa.scalar("}}"),
     ]
     joined = pc.binary_join_element_wise(*parts, pa.scalar(""))

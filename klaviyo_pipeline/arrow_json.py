@@ -1,0 +1,59 @@
+"""JSON text built column-wise with Arrow: strings as JSON literals, with few per-row steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from klaviyo_pipeline.sync.values import optional_text
+
+
+def strings(column: pd.Series) -> pa.Array:
+    """Return the column as an Arrow string array, with missing cells as null.
+
+    Cells that are not text are written as ``str()`` writes them.
+    """
+    try:
+        array = pa.array(column, from_pandas=True)
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        return array if array.type == pa.string() else pc.cast(array, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        values = column.astype(object).tolist()
+        return pa.array([optional_text(value) for value in values], pa.string())
+
+
+def mask(array: pa.Array) -> np.ndarray:
+    """Return a boolean Arrow array as a NumPy mask, with null as False."""
+    return array.fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def replace(texts: pa.Array, values: dict[int, str]) -> pa.Array:
+    """Return `texts` with the strings at the given positions replaced."""
+    if not values:
+        return texts
+    chosen = np.zeros(len(texts), dtype=bool)
+    positions = sorted(values)
+    chosen[positions] = True
+    replacements = pa.array([values[position] for position in positions], pa.string())
+    return pc.replace_with_mask(texts, pa.array(chosen), replacements)
+
+
+# Characters that JSON strings must escape. Other text is quoted as it is.
+_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
+
+
+def json_strings(texts: pa.Array) -> pa.Array:
+    """Return each string as a JSON string literal; missing strings stay null."""
+    quote = pa.scalar('"')
+    quoted = pc.binary_join_element_wise(quote, texts, quote, pa.scalar(""))
+    escape = mask(pc.match_substring_regex(texts, _NEEDS_ESCAPE))
+    positions = np.flatnonzero(escape).tolist()
+    if not positions:
+        return quoted
+    values = texts.take(pa.array(positions)).to_pylist()
+    escaped = {p: orjson.dumps(v).decode() for p, v in zip(positions, values, strict=True)}
+    return replace(quoted, escaped)
