@@ -544,17 +544,17 @@ class RecordBuilder:
             reason[hit] = code.value
             detail[hit] = text
 
-        texts: list[str | None] = []
         flatten = self.options.flatten_properties
-        for props, settled in zip(
-            events["properties"].tolist(), reason.isna().tolist(), strict=True
-        ):
-            text, prop_reason, prop_detail = (None, None, None)
-            if settled:
-                text, prop_reason, prop_detail = properties_json(props, flatten)
-            texts.append(text)
+        values = events["properties"].tolist()
+        # The rule mapping writes plain properties as JSON text already.
+        texts: list[str | None] = [props if type(props) is str else None for props in values]
+        settled = reason.isna().to_numpy()
+        for position in np.flatnonzero(settled).tolist():
+            if texts[position] is not None:
+                continue
+            text, prop_reason, prop_detail = properties_json(values[position], flatten)
+            texts[position] = text
             if prop_reason is not None:
-                position = len(texts) - 1
                 reason.iloc[position] = prop_reason
                 detail.iloc[position] = prop_detail
             elif prop_detail:
@@ -611,7 +611,10 @@ class RecordBuilder:
             else pd.Series(dtype=object)
         )
         events["profile_properties"] = pd.Series(
-            [self._profile_properties(traits) for traits in events["traits"]],
+            [
+                None if traits is None else self._profile_properties(traits)
+                for traits in events["traits"].tolist()
+            ],
             index=events.index,
             dtype=object,
         )

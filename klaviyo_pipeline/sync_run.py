@@ -1,5 +1,6 @@
 """Run the event or profile sync of one partition and combine its outcomes with settled rows."""
 
+import gc
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -144,6 +145,18 @@ def _record_settled(
     return count
 
 
+def _collect_request_frames() -> None:
+    """Free the frames of the chunk's SDK calls, and the request bodies that they reference.
+
+    Each call of klaviyo-api 25 stores ``inspect.currentframe()`` in a local variable of
+    its own frame. That cycle keeps the frame and its callers' frames, with their bodies
+    and payloads, alive until a full collection. Bodies are bytes, which the collector
+    does not count, so without this the garbage grows with every chunk: a 1M-event sync
+    peaked at 1,745 MiB of RSS instead of 848 MiB (measured with `benchmarks.memory`).
+    """
+    gc.collect()
+
+
 def _chunks_or_empty(table: PartitionTable) -> Iterator[pd.DataFrame]:
     """Yield the table's chunks, or one empty frame, so that an empty sync is logged too."""
     if not len(table):
@@ -185,6 +198,7 @@ def run_event_sync(
             logger=log,
         )
         tally.add_report(report)
+        _collect_request_frames()
     rows_read = int(settled.attrs.get("rows_read", main_records + settled_rows))
     return tally.outcome(rows_read, backfill)
 
@@ -211,6 +225,7 @@ def run_profile_sync(
             chunk, client, config.sync, sync_log, partition=partition, run_id=run_id, logger=log
         )
         tally.add_report(report)
+        _collect_request_frames()
     if settled.attrs.get("warnings", {}).get("consent_unchanged"):
         tally.notes.append(
             "consent unchanged: use the subscription sync. Profile upserts set properties "

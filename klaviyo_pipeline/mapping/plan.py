@@ -64,7 +64,13 @@ def _undefined(frame: EventFrame) -> list[Any]:
     return [UNDEFINED] * frame.size
 
 
+_TEXT_OR_UNDEFINED = frozenset({str, type(UNDEFINED)})
+
+
 def _cast_all(values: list[Any]) -> list[Any]:
+    # A column of text is the usual object column, and text is always a Property.
+    if set(map(type, values)) <= _TEXT_OR_UNDEFINED:
+        return values
     return [value if is_property(value) else UNDEFINED for value in values]
 
 
