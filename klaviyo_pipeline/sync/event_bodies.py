@@ -347,10 +347,12 @@ def _group_keys(texts: dict[str, pa.Array]) -> list[str]:
 
 def order_by_profile(positions: list[int], groups: list[str]) -> list[int]:
     """Order positions so that each profile's events follow each other, in first-seen order."""
-    first_seen: dict[str, int] = {}
-    for index, position in enumerate(positions):
-        first_seen.setdefault(groups[position], index)
-    return sorted(positions, key=lambda position: first_seen[groups[position]])
+    if not positions:
+        return []
+    # factorize numbers the groups in order of first appearance, and the sort is stable.
+    codes, _ = pd.factorize(pd.Series([groups[position] for position in positions], dtype=object))
+    order = np.argsort(codes, kind="stable")
+    return np.asarray(positions, dtype=np.int64)[order].tolist()
 
 
 def plan_event_batches(
