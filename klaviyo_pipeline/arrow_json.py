@@ -14,16 +14,24 @@ from klaviyo_pipeline.sync.values import optional_text
 def strings(column: pd.Series) -> pa.Array:
     """Return the column as an Arrow string array, with missing cells as null.
 
-    Cells that are not text are written as ``str()`` writes them.
+    Cells that are not text are written as ``str()`` writes them. Arrow converts text and
+    integer columns, whose text it writes the same way. Each cell of other columns goes
+    through ``str()``, because Arrow writes the float ``1.0`` as ``1`` and True as ``true``.
     """
     try:
         array = pa.array(column, from_pandas=True)
-        if isinstance(array, pa.ChunkedArray):
-            array = array.combine_chunks()
-        return array if array.type == pa.string() else pc.cast(array, pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        values = column.astype(object).tolist()
-        return pa.array([optional_text(value) for value in values], pa.string())
+        array = None
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if array is not None and (pa.types.is_string(array.type) or pa.types.is_integer(array.type)):
+        return array if array.type == pa.string() else pc.cast(array, pa.string())
+    if array is not None and pa.types.is_large_string(array.type):
+        return pc.cast(array, pa.string())
+    if array is not None and pa.types.is_null(array.type):
+        return pa.nulls(len(array), pa.string())
+    values = column.astype(object).tolist()
+    return pa.array([optional_text(value) for value in values], pa.string())
 
 
 def mask(array: pa.Array) -> np.ndarray:
@@ -57,3 +65,12 @@ def json_strings(texts: pa.Array) -> pa.Array:
     values = texts.take(pa.array(positions)).to_pylist()
     escaped = {p: orjson.dumps(v).decode() for p, v in zip(positions, values, strict=True)}
     return replace(quoted, escaped)
+
+
+def with_negative_zeros(texts: pa.Array, column: pd.Series) -> pa.Array:
+    """Write -0.0 where a float column has it: factorize counts it equal to 0.0."""
+    if not pd.api.types.is_float_dtype(column.dtype):
+        return texts
+    values = column.to_numpy(dtype=float, na_value=np.nan)
+    negative_zero = np.flatnonzero((values == 0) & np.signbit(values)).tolist()
+    return replace(texts, dict.fromkeys(negative_zero, "-0.0"))

@@ -131,3 +131,16 @@ def test_path_that_is_not_a_column_is_not_encoded():
     frame = frame_of({"data.name": pd.Series(["a"], dtype="str")})
 
     assert encode_plain_map(frame, [("Name", "data.missing")]) is None
+
+
+def test_negative_zero_is_kept():
+    frame = frame_of({"data.price": pd.Series([0.0, -0.0], dtype="float64")})
+    encoded = encode_plain_map(frame, [("Price", "data.price")])
+
+    assert encoded == ['{"Price":0.0}', '{"Price":-0.0}']
+
+
+def test_lone_surrogate_leaves_the_rule_to_the_records_builder():
+    frame = frame_of({"data.name": pd.Series(["ok", "bad \ud800"], dtype="string[python]")})
+
+    assert encode_plain_map(frame, [("Name", "data.name")]) is None

@@ -99,7 +99,11 @@ def _value_texts(column: pd.Series) -> tuple[pa.Array, np.ndarray] | None:
     """
     dtype = column.dtype
     if pd.api.types.is_string_dtype(dtype):
-        texts = arrow_json.strings(column)
+        try:
+            texts = arrow_json.strings(column)
+        except UnicodeEncodeError:
+            # A lone surrogate has no UTF-8 form; the records builder replaces it per row.
+            return None
         too_long = arrow_json.mask(pc.greater(pc.utf8_length(texts), SAFE_CHARACTERS))
         return arrow_json.json_strings(texts), too_long
     if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_float_dtype(dtype):
@@ -121,7 +125,7 @@ def _encoded_per_value(column: pd.Series) -> tuple[pa.Array, np.ndarray]:
     encoded.append(None)
     unclean.append(False)
     texts = pa.array([encoded[code] for code in codes.tolist()], pa.string())
-    return texts, np.asarray(unclean, dtype=bool)[codes]
+    return arrow_json.with_negative_zeros(texts, column), np.asarray(unclean, dtype=bool)[codes]
 
 
 def _is_plain_number(value: Any) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from openapi_client.models.events_bulk_create_job import EventsBulkCreateJob
 
@@ -108,7 +109,14 @@ def test_time_without_offset_is_payload_error():
 
 
 @pytest.mark.parametrize(
-    "given", ["2024-13-01T12:00:00Z", "2024-05-01T25:00:00Z", "2024-05-01 noon"]
+    "given",
+    [
+        "2024-13-01T12:00:00Z",
+        "2024-05-01T25:00:00Z",
+        "2024-02-30T12:00:00Z",
+        "2023-02-29T12:00:00Z",
+        "2024-05-01 noon",
+    ],
 )
 def test_unparsable_time_is_payload_error(given):
     frame = event_frame([event_row(1, time=given)])
@@ -117,7 +125,9 @@ def test_unparsable_time_is_payload_error(given):
     assert [error.reason for error in payloads.errors] == ["time_invalid"]
 
 
-@pytest.mark.parametrize("text", ["[1, 2]", "not json", '"{}"'])
+@pytest.mark.parametrize(
+    "text", ["[1, 2]", "not json", '"{}"', '{"a": NaN}', '{"a":1},"value":99,"b":{}']
+)
 def test_properties_that_are_not_an_object_are_payload_errors(text):
     frame = event_frame([event_row(1), event_row(2)])
     frame.loc[0, "properties"] = text
@@ -339,3 +349,23 @@ def test_unmappable_event_pointers(pointer):
     body = build_event_body([0, 1], payloads)
 
     assert map_event_pointer(pointer, body) is None
+
+
+def test_non_text_cells_are_sent_as_str_writes_them():
+    frame = event_frame([event_row(1, unique_id="x")])
+    frame["unique_id"] = pd.Series([1.0], dtype=object)
+    frame["metric"] = pd.Series([True], dtype=object)
+    body = document(build_event_body([0], build_event_payloads(frame, backfill=False)))
+    event = body["data"]["attributes"]["events-bulk-create"]["data"][0]["attributes"]
+    attributes = event["events"]["data"][0]["attributes"]
+
+    assert attributes["unique_id"] == "1.0"
+    assert attributes["metric"]["data"]["attributes"]["name"] == "True"
+
+
+def test_negative_zero_value_is_kept():
+    frame = event_frame([event_row(1, value=0.0), event_row(2, value=-0.0)])
+    payloads = build_event_payloads(frame, backfill=False)
+
+    assert b'"value":0.0' in payloads.events[0]
+    assert b'"value":-0.0' in payloads.events[1]

@@ -142,17 +142,18 @@ def test_first_error_only_still_isolates(config, sync_log):
     assert report.requests == 4
 
 
-def test_malformed_properties_text_is_isolated(fake, config, sync_log):
-    # The text passes the payload's shape check, so only the whole body fails to parse.
+@pytest.mark.parametrize("text", ['{"a": NaN}', '{"a":1},"value":99,"b":{}'])
+def test_malformed_properties_text_is_rejected(fake, config, sync_log, text):
     records = events(10)
-    records.loc[4, "properties"] = '{"a": NaN}'
+    records.loc[4, "properties"] = text
     report = run(records, fake, config, sync_log)
 
     rejected = report.outcomes[report.outcomes["status"] == "rejected"]
     assert rejected["record_id"].tolist() == ["4"]
-    assert rejected["reason"].tolist() == ["klaviyo_invalid"]
+    assert rejected["reason"].tolist() == ["mapping_failed"]
     assert report.count("sent") == 9
     assert len(fake.events) == 9
+    assert all("value" not in event["attributes"] for event in fake.events)
 
 
 def test_unmapped_error_bisects(config, sync_log):
