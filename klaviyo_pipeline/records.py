@@ -210,8 +210,6 @@ def _hashes(*columns: pd.Series) -> pd.Series:
 
 
 _PLAIN_TYPES = frozenset({str, int, bool, float})
-# A text of at most this many bytes has no string over Klaviyo's 100 KB limit in any encoding.
-_SAFE_BYTES = settings.MAX_STRING_BYTES // 4
 
 
 def properties_json(props: Any, flatten: bool) -> tuple[str | None, str | None, str | None]:
@@ -249,7 +247,8 @@ def _plain_json(props: dict[str, Any]) -> str | None:
         text = orjson.dumps(props)
     except orjson.JSONEncodeError:
         return None
-    if len(text) > _SAFE_BYTES or b"null" in text or b'"$' in text:
+    # Bytes are at least characters, so a text this short has no string over the limit.
+    if len(text) > settings.SAFE_STRING_CHARACTERS or b"null" in text or b'"$' in text:
         return None
     return text.decode()
 

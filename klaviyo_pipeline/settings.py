@@ -12,6 +12,8 @@ MAX_PROFILES_PER_IMPORT_JOB: Final = 10_000
 # Klaviyo counts 5 MB as 5 * 1024 * 1024 bytes of UTF-8 request body.
 MAX_PAYLOAD_BYTES: Final = 5 * 1024 * 1024
 MAX_STRING_BYTES: Final = 100 * 1024
+# A UTF-8 character is at most 4 bytes, so a string this short is under the string limit.
+SAFE_STRING_CHARACTERS: Final = MAX_STRING_BYTES // 4
 MAX_PROFILE_BYTES: Final = 100 * 1024
 
 MAX_PROPERTIES: Final = 400

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from klaviyo_pipeline import settings as klaviyo_settings
 from klaviyo_pipeline.mapping.frame import EventFrame
 from klaviyo_pipeline.mapping.plain import (
-    SAFE_CHARACTERS,
     encode_plain_map,
     plain_map_pairs,
 )
@@ -68,7 +68,7 @@ def test_plain_map_matches_per_row_dicts(rows):
 
 
 def test_infinite_and_long_values_keep_their_dicts():
-    long_text = "x" * (SAFE_CHARACTERS + 1)
+    long_text = "x" * (klaviyo_settings.SAFE_STRING_CHARACTERS + 1)
     frame = frame_of(
         {
             "data.price": pd.Series([1.5, math.inf, np.nan], dtype="float64"),
@@ -127,7 +127,7 @@ def test_other_column_types_are_not_encoded(column):
     assert encode_plain_map(frame, [("Value", "data.value")]) is None
 
 
-def test_path_that_is_not_a_column_is_not_encoded():
+def test_missing_column_not_encoded():
     frame = frame_of({"data.name": pd.Series(["a"], dtype="str")})
 
     assert encode_plain_map(frame, [("Name", "data.missing")]) is None
@@ -140,7 +140,7 @@ def test_negative_zero_is_kept():
     assert encoded == ['{"Price":0.0}', '{"Price":-0.0}']
 
 
-def test_lone_surrogate_leaves_the_rule_to_the_records_builder():
+def test_lone_surrogate_not_encoded():
     frame = frame_of({"data.name": pd.Series(["ok", "bad \ud800"], dtype="string[python]")})
 
     assert encode_plain_map(frame, [("Name", "data.name")]) is None

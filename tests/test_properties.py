@@ -261,10 +261,10 @@ def _as_sent(body: dict[str, Any] | bytes) -> Any:
     An encoded event body is sent as it is; a profile body is serialized as the SDK does.
     """
     text = body if isinstance(body, bytes) else json.dumps(body, allow_nan=False)
-    return json.loads(text, parse_constant=_refuse_constant)
+    return json.loads(text, parse_constant=_reject_constant)
 
 
-def _refuse_constant(name: str) -> None:
+def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 

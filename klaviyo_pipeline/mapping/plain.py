@@ -24,8 +24,6 @@ from klaviyo_pipeline import arrow_json, settings
 from klaviyo_pipeline.mapping.frame import EventFrame
 from klaviyo_pipeline.mapping.values import UNDEFINED
 
-# A string of at most this many characters is under Klaviyo's 100 KB limit in any encoding.
-SAFE_CHARACTERS = settings.MAX_STRING_BYTES // 4
 _INT64 = (-(2**63), 2**63)
 
 
@@ -104,7 +102,9 @@ def _value_texts(column: pd.Series) -> tuple[pa.Array, np.ndarray] | None:
         except UnicodeEncodeError:
             # A lone surrogate has no UTF-8 form; the records builder replaces it per row.
             return None
-        too_long = arrow_json.mask(pc.greater(pc.utf8_length(texts), SAFE_CHARACTERS))
+        too_long = arrow_json.mask(
+            pc.greater(pc.utf8_length(texts), settings.SAFE_STRING_CHARACTERS)
+        )
         return arrow_json.json_strings(texts), too_long
     if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_float_dtype(dtype):
         return _encoded_per_value(column)

@@ -7,13 +7,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
+from klaviyo_pipeline import arrow_json
 from klaviyo_pipeline.klaviyo.dry_run import DRY_RUN
 from klaviyo_pipeline.klaviyo.errors import mask_emails_in_text
 from klaviyo_pipeline.masking import mask_identity
 from klaviyo_pipeline.outcomes import Reason, Status
-from klaviyo_pipeline.sync.values import optional_text
 from klaviyo_pipeline.sync_log import hash_key
 
 OUTCOME_COLUMNS = (
@@ -28,19 +27,9 @@ OUTCOME_COLUMNS = (
 )
 
 
-def _optional_text(values: Iterable[Any]) -> list[str | None]:
-    return [optional_text(value) for value in values]
-
-
 def _texts(column: pd.Series) -> list[str | None]:
-    """Return the cells as text, None for missing ones; Arrow converts text columns."""
-    try:
-        array = pa.array(column, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        array = None
-    if array is not None and array.type in (pa.string(), pa.large_string()):
-        return array.to_pylist()
-    return _optional_text(column.tolist())
+    """Return the cells as text, None for missing ones."""
+    return arrow_json.strings(column).to_pylist()
 
 
 def _per_distinct(function: Any, *columns: list[Any]) -> list[Any]:

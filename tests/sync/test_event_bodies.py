@@ -22,10 +22,10 @@ from tests.sync.records import event_frame, event_row, events
 
 def document(body: EventBody) -> dict:
     """Parse an encoded body; json.loads refuses NaN and Infinity here."""
-    return json.loads(body.body, parse_constant=_refuse)
+    return json.loads(body.body, parse_constant=_reject_constant)
 
 
-def _refuse(name: str) -> None:
+def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
@@ -128,7 +128,7 @@ def test_unparsable_time_is_payload_error(given):
 @pytest.mark.parametrize(
     "text", ["[1, 2]", "not json", '"{}"', '{"a": NaN}', '{"a":1},"value":99,"b":{}']
 )
-def test_properties_that_are_not_an_object_are_payload_errors(text):
+def test_non_object_properties_rejected(text):
     frame = event_frame([event_row(1), event_row(2)])
     frame.loc[0, "properties"] = text
     payloads = build_event_payloads(frame, backfill=False)
@@ -138,7 +138,7 @@ def test_properties_that_are_not_an_object_are_payload_errors(text):
     assert payloads.events[1] is not None
 
 
-def test_invalid_profile_properties_reject_every_event_of_the_profile():
+def test_bad_profile_properties_reject_group():
     rows = [
         event_row(i, email="a@example.com", profile_key="k", unique_id=f"u{i}") for i in range(2)
     ]
@@ -183,7 +183,7 @@ def test_strings_are_encoded_as_json():
     assert item["profile"]["data"]["attributes"]["properties"] == {"Note": awkward}
 
 
-def test_planned_size_is_the_body_length_and_the_sdk_model_accepts_the_body():
+def test_planned_size_is_body_length():
     rows = []
     for i in range(40):
         rows.append(
@@ -351,7 +351,7 @@ def test_unmappable_event_pointers(pointer):
     assert map_event_pointer(pointer, body) is None
 
 
-def test_non_text_cells_are_sent_as_str_writes_them():
+def test_non_text_cells_use_str():
     frame = event_frame([event_row(1, unique_id="x")])
     frame["unique_id"] = pd.Series([1.0], dtype=object)
     frame["metric"] = pd.Series([True], dtype=object)
