@@ -23,6 +23,12 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandas.api.extensions import ExtensionDtype
+
+# NOTE: an internal pandas function, the one `hash_pandas_object` combines columns with.
+from pandas.core.util.hashing import combine_hash_arrays
 
 from klaviyo_pipeline import normalize, settings
 from klaviyo_pipeline.config import EcommerceConfig, NormalizeConfig, PipelineConfig
@@ -187,25 +193,65 @@ def _none_if_na(series: pd.Series) -> pd.Series:
 
 
 def _identity_keys(email: pd.Series, phone: pd.Series, external_id: pd.Series) -> pd.Series:
-    parts = [
-        "e:" + email.fillna(""),
-        "p:" + phone.fillna(""),
-        "x:" + external_id.fillna(""),
-    ]
-    return parts[0].str.cat(parts[1:], sep="|")
+    """Return "e:<email>|p:<phone>|x:<external_id>" per row, with "" for a missing identifier."""
+    labelled = (("e:", email), ("p:", phone), ("x:", external_id))
+    try:
+        parts = [
+            pc.binary_join_element_wise(label, pc.fill_null(_arrow_text(column), ""), "")
+            for label, column in labelled
+        ]
+    except (pa.ArrowException, UnicodeEncodeError):
+        # Arrow holds UTF-8 only, so texts with a lone surrogate take the pandas path.
+        texts = [label + column.fillna("") for label, column in labelled]
+        return texts[0].str.cat(texts[1:], sep="|")
+    keys = pc.binary_join_element_wise(*parts, "|")
+    return pd.Series(keys.to_numpy(zero_copy_only=False), index=email.index, dtype=object)
+
+
+def _arrow_text(column: pd.Series) -> pa.Array:
+    """Return a column of str or None as an Arrow string array."""
+    return pa.array(column.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+
+
+def _text_lengths(values: pd.Series) -> np.ndarray:
+    """Return the length of each str value, and -1 for any other value."""
+    return np.fromiter(
+        (len(value) if isinstance(value, str) else -1 for value in values.tolist()),
+        dtype=np.int64,
+        count=len(values),
+    )
+
+
+def _hash_input(column: pd.Series) -> Any:
+    """Return the values that `hash_pandas_object` hashes for a column."""
+    if isinstance(column.dtype, ExtensionDtype):
+        return column.array
+    return column.to_numpy()
 
 
 def _hashes(*columns: pd.Series) -> pd.Series:
     """Return a 16-hex-digit hash per row of the columns, stable across runs and processes.
 
-    pandas hashes with SipHash and a fixed key. NOTE: if a pandas release changed that
-    hash, the next run would count every event as changed in its notes (nothing is sent
-    twice) and upsert every profile once more.
+    The values are those of `pd.util.hash_pandas_object` of the columns as one frame
+    (SipHash with a fixed key, combined over the columns). That function factorizes every
+    column first, which only pays off for repeated values and costs most of the time on
+    columns of distinct texts. A column without missing values hashes to the same values
+    without it, so only columns with missing values are factorized here.
+    NOTE: if a pandas release changed that hash, the next run would count every event as
+    changed in its notes (nothing is sent twice) and upsert every profile once more.
     """
-    frame = pd.concat(columns, axis=1, ignore_index=True)
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    hashed = combine_hash_arrays(
+        (
+            pd.util.hash_array(_hash_input(column), categorize=bool(column.hasnans))
+            for column in columns
+        ),
+        len(columns),
+    )
+    text = hashed.astype(">u8").tobytes().hex()
     return pd.Series(
-        [f"{value:016x}" for value in hashed.tolist()], index=columns[0].index, dtype=object
+        [text[start : start + 16] for start in range(0, len(text), 16)],
+        index=columns[0].index,
+        dtype=object,
     )
 
 
@@ -470,7 +516,7 @@ class RecordBuilder:
         return table
 
     def _event_records(self, table: pd.DataFrame) -> pd.DataFrame:
-        events = table[table["send_event"].astype(bool)].copy()
+        events = table[table["send_event"].astype(bool)]
         for row in events[events["reason"].notna()].itertuples(index=False):
             status = _unsendable_status(row.reason)
             self.settle(
@@ -515,7 +561,7 @@ class RecordBuilder:
         reason = pd.Series(None, index=events.index, dtype=object)
         detail = pd.Series(None, index=events.index, dtype=object)
         unique_ids = events["unique_id"]
-        metrics = events["metric"]
+        metric_lengths = _text_lengths(events["metric"])
         checks = [
             (
                 unique_ids.isna() & events["unique_id_required"].astype(bool),
@@ -523,25 +569,26 @@ class RecordBuilder:
                 "the uniqueId mapping resolved to no value",
             ),
             (
-                unique_ids.str.len() > settings.MAX_UNIQUE_ID_LENGTH,
+                _text_lengths(unique_ids) > settings.MAX_UNIQUE_ID_LENGTH,
                 Reason.UNIQUE_ID_TOO_LONG,
                 "unique_id has more than 255 characters",
             ),
             (
-                ~metrics.map(lambda metric: isinstance(metric, str)),
+                metric_lengths < 0,
                 Reason.METRIC_NAME_TOO_LONG,
                 "the event has no metric name",
             ),
             (
-                metrics.astype(object).str.len() > settings.MAX_METRIC_NAME_LENGTH,
+                metric_lengths > settings.MAX_METRIC_NAME_LENGTH,
                 Reason.METRIC_NAME_TOO_LONG,
                 f"metric name has more than {settings.MAX_METRIC_NAME_LENGTH} characters",
             ),
         ]
         for hit, code, text in checks:
-            hit = hit.fillna(False).astype(bool) & reason.isna()
-            reason[hit] = code.value
-            detail[hit] = text
+            hit = np.asarray(hit, dtype=bool) & reason.isna().to_numpy()
+            if hit.any():
+                reason[hit] = code.value
+                detail[hit] = text
 
         flatten = self.options.flatten_properties
         values = events["properties"].tolist()
@@ -633,7 +680,7 @@ class RecordBuilder:
                 record_id=row.record_id,
                 identity=mask_identity(row.email, row.phone_number, row.external_id),
             )
-        events = events[~duplicate].copy()
+        events = events[~duplicate]
         events["partition"] = self.partition
         events["content_hash"] = (
             _hashes(
@@ -718,7 +765,13 @@ class RecordBuilder:
 
     def _collect_profiles(self, table: pd.DataFrame) -> None:
         """Merge this chunk's identify results into one upsert per identity."""
-        has_identify = table["identify"].map(lambda value: isinstance(value, dict))
+        identify = table["identify"].tolist()
+        has_identify = pd.Series(
+            np.fromiter((isinstance(value, dict) for value in identify), bool, len(identify)),
+            index=table.index,
+        )
+        if not has_identify.any():
+            return
         for row in table[has_identify & table["reason"].notna()].itertuples(index=False):
             self.settle(
                 row.row_id,
@@ -729,7 +782,7 @@ class RecordBuilder:
                 record_id=f"p{row.row_id}",
                 identity=mask_identity(row.email, row.phone_number, row.external_id),
             )
-        profiles = table[has_identify & table["reason"].isna()].copy()
+        profiles = table[has_identify & table["reason"].isna()]
         if profiles.empty:
             return
         profiles["profile_key"] = _identity_keys(

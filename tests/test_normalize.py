@@ -32,6 +32,7 @@ from klaviyo_pipeline.normalize import (
     parse_timestamps,
     parse_values,
 )
+from klaviyo_pipeline.normalize._columns import element_kinds
 from klaviyo_pipeline.outcomes import Reason
 
 NOW = datetime(2024, 10, 1, 12, 0, 0, tzinfo=UTC)
@@ -862,3 +863,39 @@ def test_mixed_series_never_raise(elements: list[Any], infer_dtype: bool) -> Non
         if safe is not MISSING:
             json.loads(dumps(safe), parse_constant=reject_constant)
     json.loads(dumps(to_json_safe({"values": elements})), parse_constant=reject_constant)
+
+
+MISSING_VALUES = st.sampled_from([None, pd.NA, pd.NaT, np.nan, np.datetime64("NaT")])
+# Columns of one kind of element and missing values, or of any elements.
+COLUMN_ELEMENTS = st.sampled_from(
+    [
+        st.text(),
+        st.integers(),
+        st.integers(-(2**63), 2**63 - 1).map(np.int64),
+        st.booleans() | st.booleans().map(np.bool_),
+        st.floats(),
+        SCALARS,
+    ]
+).flatmap(lambda kind: st.lists(kind | MISSING_VALUES, max_size=10))
+
+
+def assert_kinds_per_type(elements: list[Any]) -> None:
+    """Check element_kinds of the elements against the kinds found type by type."""
+    # A dict makes any column mixed, so the longer column takes the per-type path.
+    column = np.array([*elements, {}], dtype=object)
+    per_type = element_kinds(pd.Series(column, dtype=object))[:-1]
+    assert element_kinds(pd.Series(column[:-1], dtype=object)).tolist() == per_type.tolist()
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(elements=COLUMN_ELEMENTS)
+def test_element_kinds_match_per_type_kinds(elements: list[Any]) -> None:
+    assert_kinds_per_type(elements)
+
+
+@pytest.mark.parametrize(
+    "elements",
+    [["a", None, np.nan, pd.NA], [1, np.int64(2), None, 2**70], [True, np.bool_(False), None], []],
+)
+def test_element_kinds_uniform_columns(elements: list[Any]) -> None:
+    assert_kinds_per_type(elements)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pandas.api.types import infer_dtype
 
 
 class Kind(IntEnum):
@@ -73,7 +74,20 @@ def _kind_of_type(value_type: type) -> Kind:
     return Kind.OTHER
 
 
+# Columns whose elements are all of one kind or missing, by `infer_dtype` with skipna.
+_SINGLE_KINDS = {
+    "empty": Kind.MISSING,
+    "string": Kind.STRING,
+    "integer": Kind.INTEGER,
+    "boolean": Kind.BOOL,
+}
+
+
 def _object_kinds(elements: np.ndarray) -> np.ndarray:
+    single = _SINGLE_KINDS.get(infer_dtype(elements, skipna=True))
+    if single is not None:
+        # skipna passes over missing values such as None, NaN and pd.NA.
+        return np.where(pd.isna(elements), Kind.MISSING, single).astype(np.int8)
     types = pd.Series(elements, dtype=object, copy=False).map(type)
     codes, unique_types = pd.factorize(types.to_numpy())
     kind_of_code = np.array([_kind_of_type(value_type) for value_type in unique_types], np.int8)

@@ -116,11 +116,7 @@ def _format_floats(numbers: np.ndarray) -> np.ndarray:
 
 def _format_integers(numbers: np.ndarray) -> np.ndarray:
     """Format an object array of Python and NumPy ints as their exact digits."""
-    try:
-        as_int64 = numbers.astype(np.int64)
-    except OverflowError:
-        return map_unique(numbers, lambda number: str(int(number)))
-    return as_int64.astype(str).astype(object)
+    return np.array([str(number) for number in numbers.tolist()], dtype=object)
 
 
 def format_ids(values: pd.Series) -> pd.Series:
@@ -169,12 +165,13 @@ def check_external_ids(values: pd.Series) -> pd.Series:
     Returns:
         An object Series of reasons or None on the index of `values`.
     """
-    lengths = format_ids(values).str.len()
-    reasons = np.where(
-        (lengths > settings.MAX_EXTERNAL_ID_LENGTH).to_numpy(),
-        Reason.EXTERNAL_ID_TOO_LONG.value,
-        None,
+    ids = format_ids(values).tolist()
+    too_long = np.fromiter(
+        (text is not None and len(text) > settings.MAX_EXTERNAL_ID_LENGTH for text in ids),
+        dtype=bool,
+        count=len(ids),
     )
+    reasons = np.where(too_long, Reason.EXTERNAL_ID_TOO_LONG.value, None)
     return object_series(reasons.astype(object), values.index)
 
 
