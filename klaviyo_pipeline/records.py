@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api.extensions import ExtensionDtype
 
-# NOTE: an internal pandas function, the one `hash_pandas_object` combines columns with.
+# NOTE: an internal pandas function, which `hash_pandas_object` combines column hashes with.
 from pandas.core.util.hashing import combine_hash_arrays
 
 from klaviyo_pipeline import normalize, settings
@@ -201,7 +201,7 @@ def _identity_keys(email: pd.Series, phone: pd.Series, external_id: pd.Series) -
             for label, column in labelled
         ]
     except (pa.ArrowException, UnicodeEncodeError):
-        # Arrow holds UTF-8 only, so texts with a lone surrogate take the pandas path.
+        # Arrow strings are UTF-8, so texts with a lone surrogate take the pandas path.
         texts = [label + column.fillna("") for label, column in labelled]
         return texts[0].str.cat(texts[1:], sep="|")
     keys = pc.binary_join_element_wise(*parts, "|")

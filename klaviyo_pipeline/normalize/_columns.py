@@ -74,7 +74,7 @@ def _kind_of_type(value_type: type) -> Kind:
     return Kind.OTHER
 
 
-# Columns whose elements are all of one kind or missing, by `infer_dtype` with skipna.
+# Element kinds of the columns that `infer_dtype` with skipna finds of one kind, missing values aside.
 _SINGLE_KINDS = {
     "empty": Kind.MISSING,
     "string": Kind.STRING,

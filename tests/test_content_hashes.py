@@ -1,0 +1,58 @@
+"""Content hashes and profile keys of the records builder."""
+
+import numpy as np
+import pandas as pd
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from klaviyo_pipeline.records import _hashes, _identity_keys
+
+TEXTS = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=6)
+
+
+def reference_hashes(columns: list[pd.Series]) -> list[str]:
+    frame = pd.concat(columns, axis=1, ignore_index=True)
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return [f"{value:016x}" for value in hashed.tolist()]
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(data=st.data(), width=st.integers(1, 4))
+def test_hashes_match_pandas(data: st.DataObject, width: int) -> None:
+    rows = data.draw(st.integers(1, 12))
+    columns = []
+    for _ in range(width):
+        kind = data.draw(st.sampled_from(["object", "str", "float"]))
+        if kind == "float":
+            values = data.draw(st.lists(st.floats(), min_size=rows, max_size=rows))
+            columns.append(pd.Series(values, dtype="float64"))
+            continue
+        values = data.draw(st.lists(st.none() | TEXTS, min_size=rows, max_size=rows))
+        columns.append(pd.Series(values, dtype=object if kind == "object" else "str"))
+    assert _hashes(*columns).tolist() == reference_hashes(columns)
+
+
+def test_hashes_repeated_and_missing() -> None:
+    columns = [
+        pd.Series(["a", None, "a", "b"], dtype=object),
+        pd.Series(["x", "x", "x", "x"], dtype="str"),
+        pd.Series([1.0, np.nan, 1.0, -0.0]),
+        pd.Series([None] * 4, dtype=object),
+    ]
+    hashes = _hashes(*columns)
+    assert hashes.tolist() == reference_hashes(columns)
+    assert hashes[0] == hashes[2]
+    assert len(set(hashes)) == 3
+    assert all(len(text) == 16 for text in hashes)
+
+
+def test_identity_keys_all_identifiers() -> None:
+    email = pd.Series(["a@example.com", None, None], dtype=object)
+    phone = pd.Series([None, "+15555550123", None], dtype=object)
+    external = pd.Series(["7", None, "\ud800"], dtype=object)
+    assert _identity_keys(email, phone, external).tolist() == [
+        "e:a@example.com|p:|x:7",
+        "e:|p:+15555550123|x:",
+        "e:|p:|x:\ud800",
+    ]
