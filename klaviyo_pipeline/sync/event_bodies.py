@@ -237,9 +237,11 @@ def _event_times(column: pd.Series, problems: dict[int, tuple[str, str, str]]) -
     """Return each event's time in isoformat() form, converted column-wise for records times."""
     texts = arrow_json.strings(column)
     # strptime rolls 2024-02-30 over into March, so a time is taken as it is only if it
-    # formats back to the same text.
+    # formats back to the same text. Arrow casts a timestamp to "2019-10-01 00:00:00".
     parsed = pc.strptime(texts, format=_RECORD_TIME_FORMAT, unit="s", error_is_null=True)
-    formatted = pc.strftime(parsed, format=_RECORD_TIME_FORMAT)
+    formatted = pc.binary_join_element_wise(
+        pc.utf8_replace_slice(pc.cast(parsed, pa.string()), 10, 11, "T"), "Z", ""
+    )
     canonical = arrow_json.mask(pc.equal(formatted, texts))
     converted = pc.binary_join_element_wise(
         pc.utf8_slice_codeunits(texts, 0, 19), pa.scalar("+00:00"), pa.scalar("")
