@@ -354,9 +354,11 @@ class RecordBuilder:
         """
         rows_read = len(events)
         valid = self._settle_normalizer_rejects(events)
-        names = dict(zip(valid["row_id"], valid["name"], strict=True)) if len(valid) else {}
+        names: dict[int, Any] = {}
         candidates = _Candidates()
         for group in self.destination.evaluate(valid):
+            if group.settled and not names:
+                names = dict(zip(valid["row_id"], valid["name"], strict=True))
             for row_id, reason in group.settled:
                 status = Status.SKIPPED if reason != Reason.INVALID_NAME else Status.REJECTED
                 self.settle(
@@ -592,12 +594,16 @@ class RecordBuilder:
 
         flatten = self.options.flatten_properties
         values = events["properties"].tolist()
-        # The rule mapping writes plain properties as JSON text already.
-        texts: list[str | None] = [props if type(props) is str else None for props in values]
+        # The rule mapping writes plain properties as JSON text already, so only the other
+        # properties of rows that are not rejected yet are serialized here.
+        texts: list[Any] = list(values)
         settled = reason.isna().to_numpy()
-        for position in np.flatnonzero(settled).tolist():
-            if texts[position] is not None:
-                continue
+        pending = [
+            position
+            for position, props in enumerate(values)
+            if type(props) is not str and settled[position]
+        ]
+        for position in pending:
             text, prop_reason, prop_detail = properties_json(values[position], flatten)
             texts[position] = text
             if prop_reason is not None:

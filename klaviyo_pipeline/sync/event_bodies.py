@@ -297,7 +297,7 @@ def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads
             problems[position] = problem
     properties = _object_texts(records["properties"], problems)
     groups = _group_keys(texts)
-    items, item_problems = _items(records, groups, problems, backfill)
+    items, item_problems = _items(records, texts, groups, problems, backfill)
     for position, problem in item_problems.items():
         problems.setdefault(position, problem)
     times = _event_times(records["time"], problems)
@@ -339,11 +339,15 @@ def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads
 
 def _items(
     records: pd.DataFrame,
+    texts: dict[str, pa.Array],
     groups: list[str],
     problems: dict[int, tuple[str, str, str]],
     backfill: bool,
 ) -> tuple[dict[str, bytes], dict[int, tuple[str, str, str]]]:
     """Encode the item opening of each profile group from its first sendable record.
+
+    Openings of groups without profile properties are assembled column-wise. The others
+    parse their properties, one group at a time.
 
     Returns:
         The openings by group, and the records whose profile properties are invalid.
@@ -353,13 +357,18 @@ def _items(
     sendable = np.ones(len(groups), dtype=bool)
     sendable[list(problems)] = False
     first = np.flatnonzero(sendable)[~keys[sendable].duplicated(keep="first").to_numpy()]
+    with_properties = arrow_json.mask(pc.is_valid(texts["profile_properties"].take(first)))
+    plain = first[~with_properties]
+    first_groups = [groups[position] for position in plain.tolist()]
+    items = dict(zip(first_groups, _plain_openings(texts, plain, flag), strict=True))
+
     columns = (*IDENTIFIERS, "profile_properties")
+    others = first[with_properties]
     values = zip(
-        *(records[name].iloc[first].astype(object).tolist() for name in columns), strict=True
+        *(records[name].iloc[others].astype(object).tolist() for name in columns), strict=True
     )
-    items: dict[str, bytes] = {}
     invalid: dict[str, str] = {}
-    for position, row in zip(first.tolist(), values, strict=True):
+    for position, row in zip(others.tolist(), values, strict=True):
         record = dict(zip(columns, row, strict=True))
         try:
             profile_properties = parse_json_object(record["profile_properties"])
@@ -373,6 +382,34 @@ def _items(
             detail = invalid[groups[position]]
             item_problems[position] = (Status.REJECTED, Reason.MAPPING_FAILED, detail)
     return items, item_problems
+
+
+def _plain_openings(texts: dict[str, pa.Array], positions: np.ndarray, flag: bytes) -> list[bytes]:
+    """Return `_item_open` of each position's profile of identifiers only, column-wise."""
+    members = []
+    for name in IDENTIFIERS:
+        values = texts[name].take(positions)
+        # profile_resource leaves out empty identifiers as well as missing ones.
+        values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+        members.append(
+            pc.binary_join_element_wise(
+                pa.scalar(f',"{name}":'), arrow_json.json_strings(values), pa.scalar("")
+            )
+        )
+    # The opening of a profile without attributes, split at its empty attributes object.
+    opening = _item_open({"type": "profile", "attributes": {}}, flag)
+    head, tail = opening.decode().split("{}", 1)
+    joined = pc.binary_join_element_wise(
+        pa.scalar(head + "{"),
+        *members,
+        pa.scalar("}" + tail),
+        pa.scalar(""),
+        null_handling="replace",
+        null_replacement="",
+    )
+    # Each member starts with a comma, so the comma after the opening brace is removed.
+    fixed = pc.replace_substring(joined, head + "{,", head + "{", max_replacements=1)
+    return pc.cast(fixed, pa.binary()).to_pylist()
 
 
 def _group_keys(texts: dict[str, pa.Array]) -> list[str]:

@@ -13,6 +13,8 @@ from klaviyo_pipeline.sync.event_bodies import (
     EventBody,
     build_event_body,
     build_event_payloads,
+    parse_json_object,
+    profile_resource,
     map_event_pointer,
     order_by_profile,
     plan_event_batches,
@@ -369,3 +371,28 @@ def test_negative_zero_value_is_kept():
 
     assert b'"value":0.0' in payloads.events[0]
     assert b'"value":-0.0' in payloads.events[1]
+
+
+def test_profile_openings_match_per_record():
+    awkward = 'quote " backslash \\ newline \n nul \u0000 é 😀'
+    rows = [
+        event_row(1, email="a@example.com"),
+        event_row(2, email="", phone_number="+15555550123", external_id=awkward),
+        event_row(3, email=awkward, external_id="7"),
+        event_row(4, email="d@example.com", profile_properties={"tier": "gold"}),
+        event_row(5, phone_number="+15555550124", external_id=""),
+    ]
+    frame = event_frame(rows)
+    for backfill, flag in ((True, b"true"), (False, b"false")):
+        payloads = build_event_payloads(frame, backfill=backfill)
+        for position, row in enumerate(rows):
+            properties = parse_json_object(row["profile_properties"])
+            profile = profile_resource(row, properties)
+            expected = (
+                b'{"type":"event-bulk-create","attributes":{"backfill":'
+                + flag
+                + b',"profile":{"data":'
+                + json.dumps(profile, separators=(",", ":"), ensure_ascii=False).encode()
+                + b'},"events":{"data":['
+            )
+            assert payloads.items[payloads.groups[position]] == expected
