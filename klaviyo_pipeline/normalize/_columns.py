@@ -74,7 +74,7 @@ def _kind_of_type(value_type: type) -> Kind:
     return Kind.OTHER
 
 
-# Element kinds of the columns that `infer_dtype` with skipna finds of one kind, missing values aside.
+# Element kinds of the columns that `infer_dtype` with skipna finds uniform, missing aside.
 _SINGLE_KINDS = {
     "empty": Kind.MISSING,
     "string": Kind.STRING,

@@ -13,11 +13,11 @@ from klaviyo_pipeline.sync.event_bodies import (
     EventBody,
     build_event_body,
     build_event_payloads,
-    parse_json_object,
-    profile_resource,
     map_event_pointer,
     order_by_profile,
+    parse_json_object,
     plan_event_batches,
+    profile_resource,
 )
 from tests.sync.records import event_frame, event_row, events
 
