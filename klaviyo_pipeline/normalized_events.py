@@ -172,8 +172,12 @@ def normalize_events(
 def _tidy_names(names: pd.Series) -> pd.Series:
     """Return event names with whitespace runs collapsed, or None where a name is missing."""
     if pd.api.types.is_string_dtype(names.dtype) and names.dtype != object:
-        tidy = names.str.strip().str.replace(r"\s+", " ", regex=True)
-        return tidy.astype(object).where(tidy.notna(), None)
+        # A partition has few distinct names, so each is tidied once.
+        codes, uniques = pd.factorize(names, use_na_sentinel=True)
+        distinct = pd.Series(uniques, dtype=names.dtype)
+        tidy = distinct.str.strip().str.replace(r"\s+", " ", regex=True)
+        texts = np.append(tidy.astype(object).where(tidy.notna(), None).to_numpy(), None)
+        return pd.Series(texts[codes], index=names.index, dtype=object)
     return names.map(_tidy_name)
 
 
