@@ -54,23 +54,31 @@ def replace(texts: pa.Array, values: dict[int, str]) -> pa.Array:
 _NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
 
 
-def json_strings(texts: pa.Array) -> pa.Array:
-    """Return each string as a JSON string literal; missing strings stay null."""
-    quote = pa.scalar('"')
-    quoted = pc.binary_join_element_wise(quote, texts, quote, pa.scalar(""))
+def json_strings(texts: pa.Array, prefix: str = "", suffix: str = "") -> pa.Array:
+    """Return each string as a JSON string literal between `prefix` and `suffix`.
+
+    Missing strings stay null, so that a caller can leave out a member for them.
+    """
+    return pc.binary_join_element_wise(
+        pa.scalar(prefix + '"'), escaped(texts), pa.scalar('"' + suffix), pa.scalar("")
+    )
+
+
+def escaped(texts: pa.Array) -> pa.Array:
+    """Return each string with JSON's escapes applied, as it reads between the quotes."""
     escape = mask(pc.match_substring_regex(texts, _NEEDS_ESCAPE))
     positions = np.flatnonzero(escape).tolist()
     if not positions:
-        return quoted
+        return texts
     values = texts.take(pa.array(positions)).to_pylist()
-    escaped = {p: orjson.dumps(v).decode() for p, v in zip(positions, values, strict=True)}
-    return replace(quoted, escaped)
+    inner = {p: orjson.dumps(v).decode()[1:-1] for p, v in zip(positions, values, strict=True)}
+    return replace(texts, inner)
 
 
-def with_negative_zeros(texts: pa.Array, column: pd.Series) -> pa.Array:
-    """Write -0.0 where a float column has it: factorize counts it equal to 0.0."""
+def with_negative_zeros(texts: pa.Array, column: pd.Series, text: str = "-0.0") -> pa.Array:
+    """Write `text` where a float column has -0.0: factorize counts it equal to 0.0."""
     if not pd.api.types.is_float_dtype(column.dtype):
         return texts
     values = column.to_numpy(dtype=float, na_value=np.nan)
     negative_zero = np.flatnonzero((values == 0) & np.signbit(values)).tolist()
-    return replace(texts, dict.fromkeys(negative_zero, "-0.0"))
+    return replace(texts, dict.fromkeys(negative_zero, text))

@@ -57,23 +57,25 @@ def encode_plain_map(frame: EventFrame, pairs: list[tuple[str, str]]) -> list[An
     for key, path in pairs:
         if not frame.is_scalar_column(path):
             return None
-        values = _value_texts(frame.df[path])
-        if values is None:
+        # Each defined value gives ',"key":value', and an undefined one gives null.
+        member = _members(frame.df[path], "," + orjson.dumps(key).decode() + ":")
+        if member is None:
             return None
-        texts, needs_cleaning = values
+        texts, needs_cleaning = member
         cleaned |= needs_cleaning
-        name = pa.scalar(orjson.dumps(key).decode() + ":")
-        # Each defined value ends with a comma; an undefined one leaves nothing.
-        member = pc.binary_join_element_wise(name, texts, pa.scalar(","), pa.scalar(""))
-        members.append(member.fill_null(""))
-    if members:
-        # No JSON value ends with a comma, so trimming removes only the last separator.
-        inner = pc.utf8_rtrim(pc.binary_join_element_wise(*members, pa.scalar("")), ",")
-        joined = pc.binary_join_element_wise(pa.scalar("{"), inner, pa.scalar("}"), pa.scalar(""))
-        texts = joined.to_pylist()
-    else:
-        texts = ["{}"] * frame.size
-    result: list[Any] = texts
+        members.append(texts)
+    if not members:
+        return ["{}"] * frame.size
+    joined = pc.binary_join_element_wise(
+        pa.scalar("{"),
+        *members,
+        pa.scalar("}"),
+        pa.scalar(""),
+        null_handling="replace",
+        null_replacement="",
+    )
+    # The first member's comma follows the opening brace, where it is removed.
+    result: list[Any] = pc.replace_substring(joined, "{,", "{", max_replacements=1).to_pylist()
     for position in np.flatnonzero(cleaned).tolist():
         result[position] = _row_dict(frame, pairs, position)
     return result
@@ -89,8 +91,9 @@ def _row_dict(frame: EventFrame, pairs: list[tuple[str, str]], position: int) ->
     return row
 
 
-def _value_texts(column: pd.Series) -> tuple[pa.Array, np.ndarray] | None:
-    """Return the JSON text of each value (null where undefined) and the rows to clean.
+def _members(column: pd.Series, prefix: str) -> tuple[pa.Array, np.ndarray] | None:
+    """Return `prefix` plus the JSON text of each value (null where undefined), and the rows
+    that need cleaning.
 
     Returns:
         None for a column of another type, such as datetimes or categories.
@@ -105,27 +108,30 @@ def _value_texts(column: pd.Series) -> tuple[pa.Array, np.ndarray] | None:
         too_long = arrow_json.mask(
             pc.greater(pc.utf8_length(texts), settings.SAFE_STRING_CHARACTERS)
         )
-        return arrow_json.json_strings(texts), too_long
+        return arrow_json.json_strings(texts, prefix), too_long
     if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_float_dtype(dtype):
-        return _encoded_per_value(column)
+        return _encoded_per_value(column, prefix)
     if pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_unsigned_integer_dtype(dtype):
-        return _encoded_per_value(column)
+        return _encoded_per_value(column, prefix)
     return None
 
 
-def _encoded_per_value(column: pd.Series) -> tuple[pa.Array, np.ndarray]:
+def _encoded_per_value(column: pd.Series, prefix: str) -> tuple[pa.Array, np.ndarray]:
     """Encode each distinct number or boolean once; ±inf and out-of-range ints are cleaned."""
     codes, uniques = pd.factorize(column, use_na_sentinel=True)
     encoded: list[str | None] = []
     unclean: list[bool] = []
     for value in uniques.tolist():
         plain = _is_plain_number(value)
-        encoded.append(orjson.dumps(value).decode() if plain else None)
+        encoded.append(prefix + orjson.dumps(value).decode() if plain else None)
         unclean.append(not plain)
     encoded.append(None)
     unclean.append(False)
     texts = pa.array([encoded[code] for code in codes.tolist()], pa.string())
-    return arrow_json.with_negative_zeros(texts, column), np.asarray(unclean, dtype=bool)[codes]
+    return (
+        arrow_json.with_negative_zeros(texts, column, prefix + "-0.0"),
+        np.asarray(unclean, dtype=bool)[codes],
+    )
 
 
 def _is_plain_number(value: Any) -> bool:

@@ -259,22 +259,20 @@ def _event_times(column: pd.Series, problems: dict[int, tuple[str, str, str]]) -
     return arrow_json.replace(times, fixed)
 
 
-def _value_texts(column: pd.Series) -> pa.Array:
-    """Return each finite value as JSON number text, others as null; each value is encoded once."""
+def _value_texts(column: pd.Series, prefix: str) -> pa.Array:
+    """Return `prefix` and the JSON number of each finite value, others as null.
+
+    Each distinct value is encoded once.
+    """
     values = pd.to_numeric(column, errors="coerce").astype(float)
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     encoded = [
-        orjson.dumps(value).decode() if math.isfinite(value) else None for value in uniques.tolist()
+        prefix + orjson.dumps(value).decode() if math.isfinite(value) else None
+        for value in uniques.tolist()
     ]
     encoded.append(None)
     texts = pa.array([encoded[code] for code in codes.tolist()], pa.string())
-    return arrow_json.with_negative_zeros(texts, values)
-
-
-def _member(name: str, values: pa.Array) -> pa.Array:
-    """Return ``,"name":value`` per row, or "" where the value is null."""
-    joined = pc.binary_join_element_wise(pa.scalar(f',"{name}":'), values, pa.scalar(""))
-    return joined.fill_null("")
+    return arrow_json.with_negative_zeros(texts, values, prefix + "-0.0")
 
 
 _TEXT_COLUMNS = (*IDENTIFIERS, "unique_id", "metric", "profile_key", "profile_properties")
@@ -304,21 +302,26 @@ def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads
 
     flag = "true" if backfill else "false"
     currencies = arrow_json.strings(records["value_currency"])
+    # Null parts are written as "", which leaves out the value and currency members.
     parts = [
         pa.scalar('{"type":"event","attributes":{"properties":'),
         properties,
         pa.scalar(',"time":"'),
         times,
-        pa.scalar('","unique_id":'),
-        arrow_json.json_strings(texts["unique_id"]).fill_null('""'),
-        pa.scalar(f',"backfill":{flag},"metric":{{"data":{{"type":"metric","attributes":{{"name":'),
-        arrow_json.json_strings(texts["metric"]).fill_null('""'),
-        pa.scalar("}}}"),
-        _member("value", _value_texts(records["value"])),
-        _member("value_currency", arrow_json.json_strings(currencies)),
+        pa.scalar('","unique_id":"'),
+        arrow_json.escaped(texts["unique_id"]),
+        pa.scalar(
+            f'","backfill":{flag},"metric":{{"data":{{"type":"metric","attributes":{{"name":"'
+        ),
+        arrow_json.escaped(texts["metric"]),
+        pa.scalar('"}}}'),
+        _value_texts(records["value"], ',"value":'),
+        arrow_json.json_strings(currencies, ',"value_currency":'),
         pa.scalar("}}"),
     ]
-    joined = pc.binary_join_element_wise(*parts, pa.scalar(""))
+    joined = pc.binary_join_element_wise(
+        *parts, pa.scalar(""), null_handling="replace", null_replacement=""
+    )
     encoded: list[bytes | None] = pc.cast(joined, pa.binary()).to_pylist()
     sizes: list[int] = pc.binary_length(joined).to_pylist()
     for position in sorted(problems):
