@@ -772,6 +772,8 @@ class RecordBuilder:
     def _collect_profiles(self, table: pd.DataFrame) -> None:
         """Merge this chunk's identify results into one upsert per identity."""
         identify = table["identify"].tolist()
+        if identify.count(None) == len(identify):
+            return
         has_identify = pd.Series(
             np.fromiter((isinstance(value, dict) for value in identify), bool, len(identify)),
             index=table.index,

@@ -133,38 +133,34 @@ class CompiledDestination:
         names = events["name_key"].tolist()
         denied = self._consent_denied(events)
 
-        assignments: list[int] = [-1] * len(events)
         chosen_rules: list[dict[str, Any] | None] = []
         rule_index: dict[int, int] = {}
         settled = RuleGroup()
         row_ids = events["row_id"].to_numpy()
 
-        by_name: dict[Any, list[int]] = {}
-        for position, name in enumerate(names):
-            by_name.setdefault(name, []).append(position)
-
-        for name, positions in by_name.items():
+        assigned = np.full(len(events), -1, dtype=np.int64)
+        for name, positions in _positions_by_value(names):
             if rule_lookup.split_name(name) is None:
                 settled.settled.extend(
-                    (int(row_ids[p]), Reason.INVALID_NAME.value) for p in positions
+                    (int(row_ids[p]), Reason.INVALID_NAME.value) for p in positions.tolist()
                 )
-                for p in positions:
-                    assignments[p] = -2
+                assigned[positions] = -2
                 continue
             options = rule_lookup.candidates(self.folded, name)
             if rule_lookup.has_conditions(options):
                 frame = EventFrame(events.iloc[positions])
                 picks = [rule_lookup.choose(options, event) for event in frame.events]
             else:
-                picks = [rule_lookup.choose(options)] * len(positions)
-            for position, rule in zip(positions, picks, strict=True):
+                picks = [rule_lookup.choose(options)]
+            indexes = []
+            for rule in picks:
                 key = id(rule)
                 if key not in rule_index:
                     rule_index[key] = len(chosen_rules)
                     chosen_rules.append(rule)
-                assignments[position] = rule_index[key]
+                indexes.append(rule_index[key])
+            assigned[positions] = indexes if len(indexes) > 1 else indexes[0]
 
-        assigned = np.asarray(assignments)
         for position in np.flatnonzero(denied & (assigned >= 0)):
             settled.settled.append((int(row_ids[position]), Reason.CONSENT_DENIED.value))
             assigned[position] = -2
@@ -289,6 +285,23 @@ class CompiledDestination:
             else None
             for user in users
         ]
+
+
+def _positions_by_value(values: list[Any]) -> list[tuple[Any, np.ndarray]]:
+    """Return each distinct value with its positions, in order of first appearance.
+
+    Missing values (None, NaN) form one group with the value None.
+    """
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object))
+    distinct = [*uniques.tolist(), None]
+    codes = np.where(codes < 0, len(uniques), codes)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(distinct) + 1))
+    present, first = np.unique(codes, return_index=True)
+    return [
+        (distinct[code], order[bounds[code] : bounds[code + 1]])
+        for code in present[np.argsort(first)].tolist()
+    ]
 
 
 def _with_included(included: dict[str, Any], data: Any) -> Any:

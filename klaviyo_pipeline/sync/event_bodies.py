@@ -11,6 +11,7 @@ Times go out as ``datetime.isoformat()`` writes them, with a ``+00:00`` offset r
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -443,6 +444,16 @@ def plan_event_batches(
     Returns:
         The batches, and the positions whose event alone exceeds `max_bytes`.
     """
+    chunks = _chunks_within_limits(positions, payloads, max_events, max_bytes)
+    if chunks is not None:
+        return chunks, []
+    return _planned_one_by_one(positions, payloads, max_events, max_bytes)
+
+
+def _planned_one_by_one(
+    positions: list[int], payloads: EventPayloads, max_events: int, max_bytes: int
+) -> tuple[list[list[int]], list[int]]:
+    """Plan the batches of `plan_event_batches` position by position."""
     batches: list[list[int]] = []
     too_large: list[int] = []
     current: list[int] = []
@@ -471,6 +482,37 @@ def plan_event_batches(
     return batches, too_large
 
 
+def _chunks_within_limits(
+    positions: list[int], payloads: EventPayloads, max_events: int, max_bytes: int
+) -> list[list[int]] | None:
+    """Return runs of `max_events` positions if each run's body is within `max_bytes`.
+
+    These are the batches that `plan_event_batches` makes when no limit but the event
+    count splits them, the usual case. Returns None when a body would be too large.
+    """
+    count = len(positions)
+    if count == 0:
+        return None
+    groups = list(map(payloads.groups.__getitem__, positions))
+    event_sizes = np.fromiter(map(payloads.event_bytes.__getitem__, positions), np.int64, count)
+    item_sizes = np.fromiter(map(payloads.item_bytes.__getitem__, groups), np.int64, count)
+    if (EMPTY_BODY_BYTES + item_sizes + event_sizes > max_bytes).any():
+        return None
+    # An item opens at each change of profile and at the start of each run.
+    keys = np.array(groups, dtype=object)
+    opens = np.ones(count, dtype=bool)
+    opens[1:] = keys[1:] != keys[:-1]
+    opens[::max_events] = True
+    starts = np.arange(0, count, max_events)
+    lengths = np.diff(np.append(starts, count))
+    # Items, and the events within an item, are separated by one comma each, so a body of
+    # n events has n - 1 commas.
+    sizes = np.add.reduceat(event_sizes + np.where(opens, item_sizes, 0), starts)
+    if (EMPTY_BODY_BYTES + sizes + lengths - 1 > max_bytes).any():
+        return None
+    return [positions[start : start + max_events] for start in starts.tolist()]
+
+
 @dataclass(frozen=True)
 class EventBody:
     """An encoded bulk event body and the record position of each item's events."""
@@ -486,17 +528,25 @@ class EventBody:
 
 def build_event_body(positions: list[int], payloads: EventPayloads) -> EventBody:
     """Build the body of one batch, grouping the events of each profile into one item."""
-    by_group: dict[str, list[int]] = {}
-    for position in positions:
-        by_group.setdefault(payloads.groups[position], []).append(position)
+    runs = [
+        (group, list(members))
+        for group, members in itertools.groupby(positions, key=payloads.groups.__getitem__)
+    ]
+    if len(runs) != len({group for group, _ in runs}):
+        # Some positions of one profile are not next to each other, so they are merged into
+        # the profile's first item.
+        by_group: dict[str, list[int]] = {}
+        for group, members in runs:
+            by_group.setdefault(group, []).extend(members)
+        runs = list(by_group.items())
     events = payloads.events
     items = [
         payloads.items[group]
-        + b",".join(events[position] for position in members)  # type: ignore[misc]
+        + b",".join(map(events.__getitem__, members))  # type: ignore[arg-type]
         + _ITEM_CLOSE
-        for group, members in by_group.items()
+        for group, members in runs
     ]
-    return EventBody(BODY_OPEN + b",".join(items) + BODY_CLOSE, list(by_group.values()))
+    return EventBody(BODY_OPEN + b",".join(items) + BODY_CLOSE, [members for _, members in runs])
 
 
 def map_event_pointer(pointer: str | None, body: EventBody) -> PointerTarget | None:

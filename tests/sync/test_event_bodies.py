@@ -6,11 +6,17 @@ import json
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from openapi_client.models.events_bulk_create_job import EventsBulkCreateJob
 
 from klaviyo_pipeline import settings
 from klaviyo_pipeline.sync.event_bodies import (
+    EMPTY_BODY_BYTES,
     EventBody,
+    EventPayloads,
+    _planned_one_by_one,
     build_event_body,
     build_event_payloads,
     map_event_pointer,
@@ -396,3 +402,37 @@ def test_profile_openings_match_per_record():
                 + b'},"events":{"data":['
             )
             assert payloads.items[payloads.groups[position]] == expected
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(st.tuples(st.integers(0, 4), st.integers(1, 60)), max_size=40),
+    max_events=st.integers(1, 8),
+    max_bytes=st.integers(EMPTY_BODY_BYTES, EMPTY_BODY_BYTES + 400),
+)
+def test_batch_plan_matches_one_by_one(events, max_events, max_bytes):
+    payloads = EventPayloads(backfill=False)
+    payloads.groups = [f"profile {group}" for group, _ in events]
+    payloads.event_bytes = [size for _, size in events]
+    payloads.item_bytes = {f"profile {group}": 20 + 7 * group for group in range(5)}
+    positions = order_by_profile(list(range(len(events))), payloads.groups)
+
+    planned = plan_event_batches(positions, payloads, max_events, max_bytes)
+    assert planned == _planned_one_by_one(positions, payloads, max_events, max_bytes)
+
+
+def test_body_merges_apart_profile_events():
+    frame = event_frame(
+        [
+            event_row(1, email="a@example.com", profile_key="email:a@example.com"),
+            event_row(2, email="b@example.com"),
+            event_row(3, email="a@example.com", profile_key="email:a@example.com"),
+        ]
+    )
+    payloads = build_event_payloads(frame, backfill=False)
+    body = build_event_body([0, 1, 2], payloads)
+    items = document(body)["data"]["attributes"]["events-bulk-create"]["data"]
+
+    assert body.items == [[0, 2], [1]]
+    assert len(items) == 2
+    assert len(items[0]["attributes"]["events"]["data"]) == 2
