@@ -199,14 +199,16 @@ def _object_texts(column: pd.Series, problems: dict[int, tuple[str, str, str]]) 
     one, to find the ones to reject.
     """
     texts = pc.utf8_trim_whitespace(arrow_json.strings(column))
-    values = texts.to_pylist()
-    present = [text for text in values if text is not None]
+    present = texts.drop_null()
+    starts = list(range(0, len(present), _CHECK_GROUP))
+    groups = pa.ListArray.from_arrays(pa.array([*starts, len(present)], pa.int32()), present)
+    joined = pc.binary_join(groups, ",").to_pylist()
     if all(
-        _objects(present[start : start + _CHECK_GROUP])
-        for start in range(0, len(present), _CHECK_GROUP)
+        _objects(text, min(_CHECK_GROUP, len(present) - start))
+        for text, start in zip(joined, starts, strict=True)
     ):
         return texts.fill_null("{}")
-    for position, text in enumerate(values):
+    for position, text in enumerate(texts.to_pylist()):
         if text is None:
             continue
         try:
@@ -224,14 +226,15 @@ def _object_texts(column: pd.Series, problems: dict[int, tuple[str, str, str]]) 
 _CHECK_GROUP = 5_000
 
 
-def _objects(texts: list[str]) -> bool:
-    """Return whether the texts, joined into one JSON array, are that many JSON objects."""
+def _objects(joined: str, count: int) -> bool:
+    """Return whether `count` texts joined with commas, as one JSON array, are that many
+    JSON objects."""
     try:
         # orjson rejects NaN and Infinity, which are not JSON.
-        parsed = orjson.loads("[" + ",".join(texts) + "]")
+        parsed = orjson.loads("[" + joined + "]")
     except orjson.JSONDecodeError:
         return False
-    return len(parsed) == len(texts) and all(type(value) is dict for value in parsed)
+    return len(parsed) == count and all(type(value) is dict for value in parsed)
 
 
 def _event_times(column: pd.Series, problems: dict[int, tuple[str, str, str]]) -> pa.Array:

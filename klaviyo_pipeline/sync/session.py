@@ -46,6 +46,8 @@ def check_columns(records: pd.DataFrame, columns: Sequence[str], stream: str) ->
 
 def order_records(records: pd.DataFrame) -> pd.DataFrame:
     """Return the records in input row order; positions in the sync refer to this order."""
+    if records["row_id"].is_monotonic_increasing:
+        return records.reset_index(drop=True)
     return records.sort_values("row_id", kind="stable").reset_index(drop=True)
 
 
