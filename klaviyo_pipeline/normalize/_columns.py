@@ -80,6 +80,7 @@ _SINGLE_KINDS = {
     "string": Kind.STRING,
     "integer": Kind.INTEGER,
     "boolean": Kind.BOOL,
+    "floating": Kind.FLOAT,
 }
 
 

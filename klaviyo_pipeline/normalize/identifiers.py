@@ -331,9 +331,15 @@ def normalize_phones(
         (phones, reasons): object Series of the E.164 number or None, and of None or
         `phone_invalid`. Missing and blank values get None and no reason.
     """
-    hints = _region_hints(regions, values.index)
     column = plain_column(values)
-    texts, unusable = _phone_texts(column, element_kinds(column))
+    kinds = element_kinds(column)
+    if (kinds == Kind.MISSING).all() and not isinstance(regions, pd.Series):
+        # Without numbers there is nothing to parse; a default region is still validated.
+        _region_hints(regions, values.index)
+        nothing = empty_reasons(len(kinds))
+        return object_series(nothing, values.index), object_series(nothing.copy(), values.index)
+    hints = _region_hints(regions, values.index)
+    texts, unusable = _phone_texts(column, kinds)
     phones = np.full(len(texts), None, dtype=object)
     reasons = empty_reasons(len(texts))
     reasons[unusable] = PHONE_INVALID
