@@ -498,8 +498,9 @@ class RecordBuilder:
         ]
         for reasons, text in checks:
             hit = reasons.notna() & reason.isna()
-            reason[hit] = reasons[hit]
-            detail[hit] = text
+            if hit.any():
+                reason[hit] = reasons[hit]
+                detail[hit] = text
         bad_value = (value_reasons.notna() & (detail == "value is not a number")).to_numpy()
         if bad_value.any():
             raw_values = pd.Series(c.value, dtype=object)[bad_value]
@@ -552,7 +553,9 @@ class RecordBuilder:
                     metric=row.metric,
                     identity=mask_identity(row.email, row.phone_number, row.external_id),
                 )
-        events = events[events["reason"].isna()]
+        unsendable = events["reason"].notna()
+        if unsendable.any():
+            events = events[~unsendable]
         events["record_id"] = events["row_id"].astype(str)
         events = self._add_line_items(events)
         events = self._check_events(events)
@@ -630,7 +633,8 @@ class RecordBuilder:
                 record_id=row.record_id,
                 identity=mask_identity(row.email, row.phone_number, row.external_id),
             )
-        return events.assign(properties=texts)[~rejected.to_numpy()]
+        events = events.assign(properties=pd.Series(texts, index=events.index, dtype=object))
+        return events[~rejected.to_numpy()] if rejected.any() else events
 
     def _count_property_notes(self, notes: str | None) -> None:
         """Count the notes of `clean_properties` (dropped `$` keys, NaN or ±inf, collisions)."""
@@ -686,7 +690,8 @@ class RecordBuilder:
                 record_id=row.record_id,
                 identity=mask_identity(row.email, row.phone_number, row.external_id),
             )
-        events = events[~duplicate]
+        if duplicate.any():
+            events = events[~duplicate]
         events["partition"] = self.partition
         events["content_hash"] = (
             _hashes(

@@ -263,14 +263,18 @@ def _region_hints(regions: pd.Series | str | None, index: pd.Index) -> np.ndarra
             )
         return np.full(len(index), code, dtype=object)
 
-    if not regions.index.equals(index):
-        raise ValueError("regions must be a Series on the same index as the phone numbers")
+    _check_aligned(regions, index)
     column = plain_column(regions)
     kinds = element_kinds(column)
     hints = np.full(len(index), "", dtype=object)
     strings = kinds == Kind.STRING
     hints[strings] = map_unique(column.to_numpy(dtype=object)[strings], _region_code)
     return hints
+
+
+def _check_aligned(regions: pd.Series, index: pd.Index) -> None:
+    if not regions.index.equals(index):
+        raise ValueError("regions must be a Series on the same index as the phone numbers")
 
 
 def _format_phone(number: str, region: str | None) -> str | None:
@@ -333,9 +337,12 @@ def normalize_phones(
     """
     column = plain_column(values)
     kinds = element_kinds(column)
-    if (kinds == Kind.MISSING).all() and not isinstance(regions, pd.Series):
-        # Without numbers there is nothing to parse; a default region is still validated.
-        _region_hints(regions, values.index)
+    if (kinds == Kind.MISSING).all():
+        # Without numbers there is nothing to parse, but the regions are still checked.
+        if isinstance(regions, pd.Series):
+            _check_aligned(regions, values.index)
+        else:
+            _region_hints(regions, values.index)
         nothing = empty_reasons(len(kinds))
         return object_series(nothing, values.index), object_series(nothing.copy(), values.index)
     hints = _region_hints(regions, values.index)
