@@ -675,9 +675,15 @@ class RecordBuilder:
             dtype=object,
         )
         keyed = events["unique_id"].notna()
-        duplicate = keyed & events.duplicated(
-            subset=["profile_key", "metric", "unique_id"], keep="first"
-        )
+        # Only rows that share a unique_id can repeat (profile, metric, unique_id), so the
+        # three columns are compared for those rows only.
+        shared = (keyed & events["unique_id"].duplicated(keep=False)).to_numpy()
+        duplicate = pd.Series(False, index=events.index)
+        if shared.any():
+            candidates = events[shared]
+            duplicate[shared] = candidates.duplicated(
+                subset=["profile_key", "metric", "unique_id"], keep="first"
+            ).to_numpy()
         for row in events[duplicate].itertuples(index=False):
             self.settle(
                 row.row_id,

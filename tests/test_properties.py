@@ -371,3 +371,44 @@ def test_driver_types_keep_values() -> None:
     assert record["value_currency"] == "EUR"
     assert json.loads(record["properties"]) == {"OrderId": str(order_id), "Coupon": 5}
     _assert_event_bodies_valid(mapped)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(
+    keys=st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(["ORD-1", "ORD-2", None])),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_repeated_unique_ids_dedupe_first(keys: list[tuple[str, str | None]]) -> None:
+    frame = pd.DataFrame(
+        [
+            {
+                "name": "order complete",
+                "timestamp": f"2024-05-01T10:00:0{position}Z",
+                "user.email": f"{user}@example.com",
+                "data.id": order,
+                "data.total": 1.0,
+            }
+            for position, (user, order) in enumerate(keys)
+        ]
+    )
+    events = normalize_events(frame, source_timezone="UTC", now=NOW)
+    mapped = build_records(events, _config({}), PARTITION)
+
+    seen: set[tuple[str, str]] = set()
+    expected = []
+    for position, (user, order) in enumerate(keys):
+        if order is not None and (user, order) in seen:
+            expected.append(position)
+        elif order is not None:
+            seen.add((user, order))
+    outcomes = mapped.outcomes
+    deduplicated = outcomes[outcomes["reason"] == "duplicate_unique_id"]
+    assert sorted(deduplicated["row_id"].tolist()) == expected
+    assert sorted(mapped.events["row_id"].tolist()) == [
+        position
+        for position, (_, order) in enumerate(keys)
+        if order is not None and position not in expected
+    ]
