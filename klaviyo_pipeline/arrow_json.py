@@ -66,6 +66,8 @@ def json_strings(texts: pa.Array, prefix: str = "", suffix: str = "") -> pa.Arra
 
 def escaped(texts: pa.Array) -> pa.Array:
     """Return each string with JSON's escapes applied, as it reads between the quotes."""
+    if not _may_need_escape(texts):
+        return texts
     escape = mask(pc.match_substring_regex(texts, _NEEDS_ESCAPE))
     positions = np.flatnonzero(escape).tolist()
     if not positions:
@@ -73,6 +75,18 @@ def escaped(texts: pa.Array) -> pa.Array:
     values = texts.take(pa.array(positions)).to_pylist()
     inner = {p: orjson.dumps(v).decode()[1:-1] for p, v in zip(positions, values, strict=True)}
     return replace(texts, inner)
+
+
+def _may_need_escape(texts: pa.Array) -> bool:
+    """Return False if no string has a byte that JSON escapes, checked on the whole buffer.
+
+    The buffer may hold bytes outside the array's strings, which can only give True.
+    """
+    data = texts.buffers()[2]
+    if data is None:
+        return False
+    raw = np.frombuffer(data, dtype=np.uint8)
+    return bool((raw < 0x20).any() or (raw == ord('"')).any() or (raw == ord("\\")).any())
 
 
 def with_negative_zeros(texts: pa.Array, column: pd.Series, text: str = "-0.0") -> pa.Array:
