@@ -77,6 +77,12 @@ def escaped(texts: pa.Array) -> pa.Array:
     return replace(texts, inner)
 
 
+def taken(texts: list[str | None], codes: np.ndarray) -> pa.Array:
+    """Return ``texts[code]`` for each code as an Arrow string array; -1 takes the last text."""
+    indices = np.where(codes < 0, len(texts) - 1, codes)
+    return pa.array(texts, pa.string()).take(pa.array(indices))
+
+
 def _may_need_escape(texts: pa.Array) -> bool:
     """Return False if no string has a byte that JSON escapes, checked on the whole buffer.
 

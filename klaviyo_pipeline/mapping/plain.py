@@ -127,7 +127,7 @@ def _encoded_per_value(column: pd.Series, prefix: str) -> tuple[pa.Array, np.nda
         unclean.append(not plain)
     encoded.append(None)
     unclean.append(False)
-    texts = pa.array([encoded[code] for code in codes.tolist()], pa.string())
+    texts = arrow_json.taken(encoded, codes)
     return (
         arrow_json.with_negative_zeros(texts, column, prefix + "-0.0"),
         np.asarray(unclean, dtype=bool)[codes],

@@ -275,7 +275,7 @@ def _value_texts(column: pd.Series, prefix: str) -> pa.Array:
         for value in uniques.tolist()
     ]
     encoded.append(None)
-    texts = pa.array([encoded[code] for code in codes.tolist()], pa.string())
+    texts = arrow_json.taken(encoded, codes)
     return arrow_json.with_negative_zeros(texts, values, prefix + "-0.0")
 
 
