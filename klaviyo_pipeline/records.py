@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api.extensions import ExtensionDtype
+from pandas.api.types import infer_dtype
 
 # NOTE: an internal pandas function, which `hash_pandas_object` combines column hashes with.
 from pandas.core.util.hashing import combine_hash_arrays
@@ -215,6 +216,8 @@ def _arrow_text(column: pd.Series) -> pa.Array:
 
 def _text_lengths(values: pd.Series) -> np.ndarray:
     """Return the length of each str value, and -1 for any other value."""
+    if infer_dtype(values, skipna=False) == "string":
+        return np.fromiter(map(len, values.tolist()), dtype=np.int64, count=len(values))
     return np.fromiter(
         (len(value) if isinstance(value, str) else -1 for value in values.tolist()),
         dtype=np.int64,
@@ -487,7 +490,9 @@ class RecordBuilder:
             ]
             unique_ids = pd.Series(prefixed, index=unique_ids.index, dtype=object)
         table["unique_id"] = _none_if_na(unique_ids)
-        table["time"] = events.set_index("row_id").loc[table["row_id"], "time"].to_numpy()
+        # Every candidate row comes from `events`, so each row_id is found.
+        positions = pd.Index(events["row_id"]).get_indexer(table["row_id"])
+        table["time"] = events["time"].to_numpy()[positions]
 
         reason = pd.Series([None] * len(table), dtype=object)
         detail = pd.Series([None] * len(table), dtype=object)

@@ -165,13 +165,11 @@ def check_external_ids(values: pd.Series) -> pd.Series:
     Returns:
         An object Series of reasons or None on the index of `values`.
     """
-    ids = format_ids(values).tolist()
-    too_long = np.fromiter(
-        (text is not None and len(text) > settings.MAX_EXTERNAL_ID_LENGTH for text in ids),
-        dtype=bool,
-        count=len(ids),
-    )
-    reasons = np.where(too_long, Reason.EXTERNAL_ID_TOO_LONG.value, None)
+    ids = format_ids(values).to_numpy()
+    present = np.flatnonzero(pd.notna(ids))
+    lengths = np.fromiter(map(len, ids[present]), dtype=np.int64, count=len(present))
+    reasons = empty_reasons(len(ids))
+    reasons[present[lengths > settings.MAX_EXTERNAL_ID_LENGTH]] = Reason.EXTERNAL_ID_TOO_LONG.value
     return object_series(reasons.astype(object), values.index)
 
 
