@@ -85,7 +85,7 @@ def run_mapping(
         payloads = build_event_payloads(records, backfill)
     with clock.stage("batches"):
         positions = [p for p in range(len(records)) if payloads.events[p] is not None]
-        ordered = order_by_profile(positions, payloads.groups)
+        ordered = order_by_profile(positions, payloads.codes()[0])
         batches, too_large = plan_event_batches(
             ordered,
             payloads,

@@ -105,6 +105,9 @@ class EventPayloads:
         items: Opening bytes of each group's item, up to its list of events.
         item_bytes: Size of an item of each group with an empty list of events.
         errors: Records whose payload could not be built.
+        group_codes: Number of each position's group, in order of first appearance; -1
+            for a payload error. Filled by `codes` when it does not match `groups`.
+        group_names: Group of each number.
     """
 
     backfill: bool
@@ -114,6 +117,16 @@ class EventPayloads:
     items: dict[str, bytes] = field(default_factory=dict)
     item_bytes: dict[str, int] = field(default_factory=dict)
     errors: list[PayloadError] = field(default_factory=list)
+    group_codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    group_names: list[str] = field(default_factory=list)
+
+    def codes(self) -> tuple[np.ndarray, list[str]]:
+        """Return the group number of each position and the group of each number."""
+        if len(self.group_codes) != len(self.groups):
+            codes, uniques = pd.factorize(pd.Series(self.groups, dtype=object))
+            self.group_codes = codes.astype(np.int64)
+            self.group_names = uniques.tolist()
+        return self.group_codes, self.group_names
 
 
 def normalize_time(text: str) -> str:
@@ -298,7 +311,7 @@ def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads
         if problem is not None:
             problems[position] = problem
     properties = _object_texts(records["properties"], problems)
-    groups = _group_keys(texts)
+    groups, codes, names = _group_keys(texts)
     items, item_problems = _items(records, texts, groups, problems, backfill)
     for position, problem in item_problems.items():
         problems.setdefault(position, problem)
@@ -334,9 +347,12 @@ def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads
         encoded[position] = None
         sizes[position] = 0
         groups[position] = ""
+        codes[position] = -1
     payloads.events = encoded
     payloads.event_bytes = sizes
     payloads.groups = groups
+    payloads.group_codes = codes
+    payloads.group_names = names
     payloads.items = items
     payloads.item_bytes = {
         group: len(opening) + len(_ITEM_CLOSE) for group, opening in items.items()
@@ -419,19 +435,35 @@ def _plain_openings(texts: dict[str, pa.Array], positions: np.ndarray, flag: byt
     return pc.cast(fixed, pa.binary()).to_pylist()
 
 
-def _group_keys(texts: dict[str, pa.Array]) -> list[str]:
-    """Return each record's profile group; events share an item only if their profile does."""
+def _group_keys(texts: dict[str, pa.Array]) -> tuple[list[str], np.ndarray, list[str]]:
+    """Return each record's profile group; events share an item only if their profile does.
+
+    Returns:
+        The group of each record, its number in order of first appearance, and the group
+        of each number.
+    """
     columns = ["profile_key", "email", "phone_number", "external_id", "profile_properties"]
     parts = [texts[name].fill_null("") for name in columns]
-    return pc.binary_join_element_wise(*parts, pa.scalar("\x1f")).to_pylist()
+    groups = pc.binary_join_element_wise(*parts, pa.scalar("\x1f"))
+    # Arrow numbers the distinct values in the order in which they first appear.
+    encoded = pc.dictionary_encode(groups)
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return groups.to_pylist(), codes, encoded.dictionary.to_pylist()
 
 
-def order_by_profile(positions: list[int], groups: list[str]) -> list[int]:
-    """Order positions so that each profile's events follow each other, in first-seen order."""
+def order_by_profile(positions: list[int], groups: list[str] | np.ndarray) -> list[int]:
+    """Order positions so that each profile's events follow each other, in first-seen order.
+
+    `groups` holds the group of each record, or its number as `EventPayloads.codes` gives.
+    """
     if not positions:
         return []
+    if isinstance(groups, np.ndarray):
+        chosen: Any = groups[np.asarray(positions, dtype=np.int64)]
+    else:
+        chosen = pd.Series([groups[position] for position in positions], dtype=object)
     # factorize numbers the groups in order of first appearance, and the sort is stable.
-    codes, _ = pd.factorize(pd.Series([groups[position] for position in positions], dtype=object))
+    codes, _ = pd.factorize(chosen)
     order = np.argsort(codes, kind="stable")
     return np.asarray(positions, dtype=np.int64)[order].tolist()
 
@@ -496,15 +528,21 @@ def _chunks_within_limits(
     count = len(positions)
     if count == 0:
         return None
-    groups = list(map(payloads.groups.__getitem__, positions))
+    all_codes, names = payloads.codes()
+    chosen = np.asarray(positions, dtype=np.int64)
+    codes = all_codes[chosen]
+    if (codes < 0).any():
+        return None
+    # Groups whose records all have payload errors have no item.
+    item_bytes = payloads.item_bytes
+    sizes_by_code = np.array([item_bytes.get(name, 0) for name in names], dtype=np.int64)
+    item_sizes = sizes_by_code[codes]
     event_sizes = np.fromiter(map(payloads.event_bytes.__getitem__, positions), np.int64, count)
-    item_sizes = np.fromiter(map(payloads.item_bytes.__getitem__, groups), np.int64, count)
     if (EMPTY_BODY_BYTES + item_sizes + event_sizes > max_bytes).any():
         return None
     # An item opens at each change of profile and at the start of each run.
-    keys = np.array(groups, dtype=object)
     opens = np.ones(count, dtype=bool)
-    opens[1:] = keys[1:] != keys[:-1]
+    opens[1:] = codes[1:] != codes[:-1]
     opens[::max_events] = True
     starts = np.arange(0, count, max_events)
     lengths = np.diff(np.append(starts, count))
@@ -531,10 +569,7 @@ class EventBody:
 
 def build_event_body(positions: list[int], payloads: EventPayloads) -> EventBody:
     """Build the body of one batch, grouping the events of each profile into one item."""
-    runs = [
-        (group, list(members))
-        for group, members in itertools.groupby(positions, key=payloads.groups.__getitem__)
-    ]
+    runs = _runs(positions, payloads)
     if len(runs) != len({group for group, _ in runs}):
         # Some positions of one profile are not next to each other, so they are merged into
         # the profile's first item.
@@ -542,14 +577,36 @@ def build_event_body(positions: list[int], payloads: EventPayloads) -> EventBody
         for group, members in runs:
             by_group.setdefault(group, []).extend(members)
         runs = list(by_group.items())
+    if not runs:
+        return EventBody(BODY_OPEN + BODY_CLOSE, [])
+    # The parts are joined once, so the events are copied only into their item and the body.
     events = payloads.events
-    items = [
-        payloads.items[group]
-        + b",".join(map(events.__getitem__, members))  # type: ignore[arg-type]
-        + _ITEM_CLOSE
-        for group, members in runs
+    parts = [BODY_OPEN]
+    for group, members in runs:
+        parts += (
+            payloads.items[group],
+            b",".join(map(events.__getitem__, members)),  # type: ignore[arg-type]
+            _ITEM_CLOSE + b",",
+        )
+    parts[-1] = _ITEM_CLOSE + BODY_CLOSE
+    return EventBody(b"".join(parts), [members for _, members in runs])
+
+
+def _runs(positions: list[int], payloads: EventPayloads) -> list[tuple[str, list[int]]]:
+    """Split positions into runs of one group each: (group, positions) in order."""
+    all_codes, names = payloads.codes()
+    codes = all_codes[np.asarray(positions, dtype=np.int64)]
+    if len(codes) == 0 or (codes < 0).any():
+        return [
+            (group, list(members))
+            for group, members in itertools.groupby(positions, key=payloads.groups.__getitem__)
+        ]
+    starts = [0, *(np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist()]
+    ends = [*starts[1:], len(positions)]
+    return [
+        (names[code], positions[start:end])
+        for code, start, end in zip(codes[starts].tolist(), starts, ends, strict=True)
     ]
-    return EventBody(BODY_OPEN + b",".join(items) + BODY_CLOSE, [members for _, members in runs])
 
 
 def map_event_pointer(pointer: str | None, body: EventBody) -> PointerTarget | None:

@@ -158,7 +158,7 @@ def mark_repeated_keys(session: SyncSession) -> None:
 
 
 def _plan(session: SyncSession, payloads: EventPayloads) -> list[list[int]]:
-    pending = order_by_profile(session.ledger.undecided(), payloads.groups)
+    pending = order_by_profile(session.ledger.undecided(), payloads.codes()[0])
     max_events = min(session.config.event_batch_size, settings.MAX_EVENTS_PER_BULK_REQUEST)
     batches, too_large = plan_event_batches(
         pending, payloads, max_events, settings.MAX_PAYLOAD_BYTES
