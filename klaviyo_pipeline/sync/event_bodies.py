@@ -312,7 +312,7 @@ def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads
             problems[position] = problem
     properties = _object_texts(records["properties"], problems)
     groups, codes, names = _group_keys(texts)
-    items, item_problems = _items(records, texts, groups, problems, backfill)
+    items, item_problems = _items(records, texts, groups, codes, problems, backfill)
     for position, problem in item_problems.items():
         problems.setdefault(position, problem)
     times = _event_times(records["time"], problems)
@@ -364,10 +364,13 @@ def _items(
     records: pd.DataFrame,
     texts: dict[str, pa.Array],
     groups: list[str],
+    codes: np.ndarray,
     problems: dict[int, tuple[str, str, str]],
     backfill: bool,
 ) -> tuple[dict[str, bytes], dict[int, tuple[str, str, str]]]:
     """Encode the item opening of each profile group from its first sendable record.
+
+    `codes` numbers each record's group, equal numbers for equal groups.
 
     Openings of groups without profile properties are assembled column-wise. The others
     parse their properties, one group at a time.
@@ -376,10 +379,11 @@ def _items(
         The openings by group, and the records whose profile properties are invalid.
     """
     flag = b"true" if backfill else b"false"
-    keys = pd.Series(groups, dtype=object)
     sendable = np.ones(len(groups), dtype=bool)
     sendable[list(problems)] = False
-    first = np.flatnonzero(sendable)[~keys[sendable].duplicated(keep="first").to_numpy()]
+    candidates = np.flatnonzero(sendable)
+    _, first_index = np.unique(codes[candidates], return_index=True)
+    first = np.sort(candidates[first_index])
     with_properties = arrow_json.mask(pc.is_valid(texts["profile_properties"].take(first)))
     plain = first[~with_properties]
     first_groups = [groups[position] for position in plain.tolist()]
@@ -390,19 +394,20 @@ def _items(
     values = zip(
         *(records[name].iloc[others].astype(object).tolist() for name in columns), strict=True
     )
-    invalid: dict[str, str] = {}
+    invalid: dict[int, str] = {}
     for position, row in zip(others.tolist(), values, strict=True):
         record = dict(zip(columns, row, strict=True))
         try:
             profile_properties = parse_json_object(record["profile_properties"])
         except ValueError as error:
-            invalid[groups[position]] = f"invalid properties JSON: {error}"
+            invalid[int(codes[position])] = f"invalid properties JSON: {error}"
             continue
         items[groups[position]] = _item_open(profile_resource(record, profile_properties), flag)
     item_problems: dict[int, tuple[str, str, str]] = {}
     if invalid:
-        for position in np.flatnonzero(sendable & keys.isin(list(invalid)).to_numpy()).tolist():
-            detail = invalid[groups[position]]
+        hit = sendable & np.isin(codes, list(invalid))
+        for position in np.flatnonzero(hit).tolist():
+            detail = invalid[int(codes[position])]
             item_problems[position] = (Status.REJECTED, Reason.MAPPING_FAILED, detail)
     return items, item_problems
 
@@ -448,7 +453,8 @@ def _group_keys(texts: dict[str, pa.Array]) -> tuple[list[str], np.ndarray, list
     # Arrow numbers the distinct values in the order in which they first appear.
     encoded = pc.dictionary_encode(groups)
     codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    return groups.to_pylist(), codes, encoded.dictionary.to_pylist()
+    names = encoded.dictionary.to_pylist()
+    return list(map(names.__getitem__, codes.tolist())), codes, names
 
 
 def order_by_profile(positions: list[int], groups: list[str] | np.ndarray) -> list[int]:
