@@ -460,7 +460,7 @@ def _group_keys(texts: dict[str, pa.Array]) -> tuple[list[str], np.ndarray, list
 def order_by_profile(positions: list[int], groups: list[str] | np.ndarray) -> list[int]:
     """Order positions so that each profile's events follow each other, in first-seen order.
 
-    `groups` holds the group of each record, or its number as `EventPayloads.codes` gives.
+    `groups` is the group of each record, or its number as `EventPayloads.codes` gives it.
     """
     if not positions:
         return []
