@@ -190,7 +190,11 @@ def _outcome_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _none_if_na(series: pd.Series) -> pd.Series:
-    return series.astype(object).where(series.notna(), None)
+    """Return the values as objects with None for every missing value."""
+    missing = series.isna().to_numpy()
+    values = series.to_numpy(dtype=object, copy=True)
+    values[missing] = None
+    return pd.Series(values, index=series.index, dtype=object)
 
 
 def _identity_keys(email: pd.Series, phone: pd.Series, external_id: pd.Series) -> pd.Series:
@@ -395,6 +399,8 @@ class RecordBuilder:
             if "reject_reason" in events
             else pd.Series(False, index=events.index)
         )
+        if not rejected.any():
+            return events
         for row in events.loc[
             rejected, ["row_id", "reject_reason", "reject_detail", "name"]
         ].itertuples(index=False):
@@ -671,11 +677,11 @@ class RecordBuilder:
             if len(events)
             else pd.Series(dtype=object)
         )
+        traits = events["traits"].tolist()
         events["profile_properties"] = pd.Series(
-            [
-                None if traits is None else self._profile_properties(traits)
-                for traits in events["traits"].tolist()
-            ],
+            [None] * len(traits)
+            if traits.count(None) == len(traits)
+            else [None if value is None else self._profile_properties(value) for value in traits],
             index=events.index,
             dtype=object,
         )

@@ -130,7 +130,7 @@ class CompiledDestination:
         if events.empty:
             return
         events = _apply_policy(events, self._policy)
-        names = events["name_key"].tolist()
+        names = events["name_key"]
         denied = self._consent_denied(events)
 
         chosen_rules: list[dict[str, Any] | None] = []
@@ -287,12 +287,12 @@ class CompiledDestination:
         ]
 
 
-def _positions_by_value(values: list[Any]) -> list[tuple[Any, np.ndarray]]:
+def _positions_by_value(values: pd.Series) -> list[tuple[Any, np.ndarray]]:
     """Return each distinct value with its positions, in order of first appearance.
 
     Missing values (None, NaN) form one group with the value None.
     """
-    codes, uniques = pd.factorize(pd.Series(values, dtype=object))
+    codes, uniques = pd.factorize(values.astype(object))
     distinct = [*uniques.tolist(), None]
     codes = np.where(codes < 0, len(uniques), codes)
     order = np.argsort(codes, kind="stable")
