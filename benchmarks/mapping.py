@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -84,7 +85,10 @@ def run_mapping(
         records = order_records(mapped.events)
         payloads = build_event_payloads(records, backfill)
     with clock.stage("batches"):
-        positions = [p for p in range(len(records)) if payloads.events[p] is not None]
+        # The sync plans the positions its ledger has not decided: all but payload errors.
+        decided = np.zeros(len(records), dtype=bool)
+        decided[[error.position for error in payloads.errors]] = True
+        positions = np.flatnonzero(~decided).tolist()
         ordered = order_by_profile(positions, payloads.codes()[0])
         batches, too_large = plan_event_batches(
             ordered,

@@ -6,6 +6,7 @@ mapping plan can work a column at a time. NULL cells are UNDEFINED: they are omi
 before mapping instead of poisoning the object that contains them.
 """
 
+import decimal
 from functools import cached_property
 from typing import Any
 
@@ -22,6 +23,13 @@ def column_values(series: pd.Series) -> list[Any]:
     """Return a column as Python values with UNDEFINED for NULL, NaN and NA cells."""
     if series.dtype == object:
         values = series.tolist()
+        # pd.isna finds every value below and more (NaT, Decimal NaN), so without any hit
+        # the values are all defined. It raises on a signaling Decimal NaN.
+        try:
+            if not pd.isna(series.to_numpy()).any():
+                return values
+        except decimal.InvalidOperation:
+            pass
         return [
             UNDEFINED
             if value is None or value is pd.NA or (isinstance(value, float) and value != value)
