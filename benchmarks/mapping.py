@@ -85,7 +85,7 @@ def run_mapping(
         records = order_records(mapped.events)
         payloads = build_event_payloads(records, backfill)
     with clock.stage("batches"):
-        # The sync plans the positions its ledger has not decided: all but payload errors.
+        # The sync plans the positions that its ledger has not decided, all but payload errors.
         decided = np.zeros(len(records), dtype=bool)
         decided[[error.position for error in payloads.errors]] = True
         positions = np.flatnonzero(~decided).tolist()

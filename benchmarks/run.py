@@ -72,8 +72,8 @@ def measure_throughput(export: Path, state_dir: Path) -> dict[str, Any]:
 
     # Each side keeps its run with the least CPU time, because other processes on the same
     # cores slow single runs down unevenly. A side's runs follow each other, as the chunks
-    # of a partition do: after a baseline run, whose row-by-row objects leave the heap in
-    # another state, the next project run took 10 to 20 % more CPU seconds.
+    # of a partition do, because a project run right after a baseline run took 10 to 20 %
+    # more CPU seconds.
     project: mapping.MappingRun | None = None
     for _ in range(THROUGHPUT_REPEATS):
         gc.collect()
@@ -298,8 +298,8 @@ def run_default(seed: int) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="klaviyo_bench_") as folder:
         state_dir = Path(folder)
-        # The throughput runs alone: with a memory child on the other core, the same mapping
-        # took up to a third more CPU seconds, as both share the caches and the memory bus.
+        # The throughput runs alone, because with a memory child on the other core the same
+        # mapping took up to a third more CPU seconds.
         _progress(f"mapping throughput, project and baseline, {THROUGHPUT_ROWS:,} rows")
         throughput = measure_throughput(exports[THROUGHPUT_ROWS], state_dir)
         records = throughput.pop("_records")

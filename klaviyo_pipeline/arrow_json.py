@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import orjson
 import pandas as pd
@@ -77,10 +80,23 @@ def escaped(texts: pa.Array) -> pa.Array:
     return replace(texts, inner)
 
 
-def taken(texts: list[str | None], codes: np.ndarray) -> pa.Array:
-    """Return ``texts[code]`` for each code as an Arrow string array; -1 takes the last text."""
-    indices = np.where(codes < 0, len(texts) - 1, codes)
-    return pa.array(texts, pa.string()).take(pa.array(indices))
+def encoded_per_value(
+    column: pd.Series, encode: Callable[[Any], str | None], prefix: str = ""
+) -> tuple[pa.Array, np.ndarray]:
+    """Encode each distinct value of a column once, and return `prefix` plus its text per row.
+
+    Returns:
+        The texts, null where a value is missing or `encode` gives None, and a mask of the
+        rows whose value `encode` gave None for.
+    """
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    encoded = [encode(value) for value in uniques.tolist()]
+    # The last entry is for the code -1 of missing values.
+    texts = [None if text is None else prefix + text for text in encoded] + [None]
+    left_out = np.array([text is None for text in encoded] + [False], dtype=bool)[codes]
+    indices = np.where(codes < 0, len(encoded), codes)
+    spread = pa.array(texts, pa.string()).take(pa.array(indices))
+    return with_negative_zeros(spread, column, prefix + "-0.0"), left_out
 
 
 def _may_need_escape(texts: pa.Array) -> bool:
@@ -96,7 +112,7 @@ def _may_need_escape(texts: pa.Array) -> bool:
 
 
 def with_negative_zeros(texts: pa.Array, column: pd.Series, text: str = "-0.0") -> pa.Array:
-    """Write `text` where a float column has -0.0: factorize counts it equal to 0.0."""
+    """Write `text` where a float column has -0.0, which factorize counts equal to 0.0."""
     if not pd.api.types.is_float_dtype(column.dtype):
         return texts
     values = column.to_numpy(dtype=float, na_value=np.nan)

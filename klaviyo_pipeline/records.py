@@ -26,7 +26,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api.extensions import ExtensionDtype
-from pandas.api.types import infer_dtype
 
 # NOTE: an internal pandas function, which `hash_pandas_object` combines column hashes with.
 from pandas.core.util.hashing import combine_hash_arrays
@@ -36,6 +35,7 @@ from klaviyo_pipeline.config import EcommerceConfig, NormalizeConfig, PipelineCo
 from klaviyo_pipeline.jsonsafe import clean_properties, dumps
 from klaviyo_pipeline.mapping.destination import CompiledDestination, RuleGroup
 from klaviyo_pipeline.masking import mask_identity
+from klaviyo_pipeline.normalize._columns import text_lengths
 from klaviyo_pipeline.outcomes import Reason, Status
 
 EVENT_COLUMNS = (
@@ -216,17 +216,6 @@ def _identity_keys(email: pd.Series, phone: pd.Series, external_id: pd.Series) -
 def _arrow_text(column: pd.Series) -> pa.Array:
     """Return a column of str or None as an Arrow string array."""
     return pa.array(column.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-
-
-def _text_lengths(values: pd.Series) -> np.ndarray:
-    """Return the length of each str value, and -1 for any other value."""
-    if infer_dtype(values, skipna=False) == "string":
-        return np.fromiter(map(len, values.tolist()), dtype=np.int64, count=len(values))
-    return np.fromiter(
-        (len(value) if isinstance(value, str) else -1 for value in values.tolist()),
-        dtype=np.int64,
-        count=len(values),
-    )
 
 
 def _hash_input(column: pd.Series) -> Any:
@@ -577,7 +566,7 @@ class RecordBuilder:
         reason = pd.Series(None, index=events.index, dtype=object)
         detail = pd.Series(None, index=events.index, dtype=object)
         unique_ids = events["unique_id"]
-        metric_lengths = _text_lengths(events["metric"])
+        metric_lengths = text_lengths(events["metric"])
         checks = [
             (
                 unique_ids.isna() & events["unique_id_required"].astype(bool),
@@ -585,7 +574,7 @@ class RecordBuilder:
                 "the uniqueId mapping resolved to no value",
             ),
             (
-                _text_lengths(unique_ids) > settings.MAX_UNIQUE_ID_LENGTH,
+                text_lengths(unique_ids) > settings.MAX_UNIQUE_ID_LENGTH,
                 Reason.UNIQUE_ID_TOO_LONG,
                 "unique_id has more than 255 characters",
             ),

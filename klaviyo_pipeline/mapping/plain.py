@@ -118,20 +118,11 @@ def _members(column: pd.Series, prefix: str) -> tuple[pa.Array, np.ndarray] | No
 
 def _encoded_per_value(column: pd.Series, prefix: str) -> tuple[pa.Array, np.ndarray]:
     """Encode each distinct number or boolean once; ±inf and out-of-range ints are cleaned."""
-    codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    encoded: list[str | None] = []
-    unclean: list[bool] = []
-    for value in uniques.tolist():
-        plain = _is_plain_number(value)
-        encoded.append(prefix + orjson.dumps(value).decode() if plain else None)
-        unclean.append(not plain)
-    encoded.append(None)
-    unclean.append(False)
-    texts = arrow_json.taken(encoded, codes)
-    return (
-        arrow_json.with_negative_zeros(texts, column, prefix + "-0.0"),
-        np.asarray(unclean, dtype=bool)[codes],
-    )
+    return arrow_json.encoded_per_value(column, _plain_text, prefix)
+
+
+def _plain_text(value: Any) -> str | None:
+    return orjson.dumps(value).decode() if _is_plain_number(value) else None
 
 
 def _is_plain_number(value: Any) -> bool:

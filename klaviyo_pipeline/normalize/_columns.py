@@ -74,7 +74,7 @@ def _kind_of_type(value_type: type) -> Kind:
     return Kind.OTHER
 
 
-# Element kinds of the columns that `infer_dtype` with skipna finds uniform, missing aside.
+# The element kind of each `infer_dtype` result (with skipna) that means one kind of element.
 _SINGLE_KINDS = {
     "empty": Kind.MISSING,
     "string": Kind.STRING,
@@ -147,6 +147,18 @@ def unique_strings(strings: np.ndarray) -> tuple[np.ndarray, pd.Series]:
     """
     codes, uniques = pd.factorize(np.asarray(strings, dtype=object))
     return codes, pd.Series(uniques, dtype=object)
+
+
+def text_lengths(values: pd.Series | np.ndarray) -> np.ndarray:
+    """Return the length of each str value, and -1 for any other value."""
+    elements = np.asarray(values, dtype=object)
+    if infer_dtype(elements, skipna=False) == "string":
+        return np.fromiter(map(len, elements.tolist()), dtype=np.int64, count=len(elements))
+    return np.fromiter(
+        (len(value) if isinstance(value, str) else -1 for value in elements.tolist()),
+        dtype=np.int64,
+        count=len(elements),
+    )
 
 
 def empty_reasons(count: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from klaviyo_pipeline.normalize._columns import (
     map_unique,
     object_series,
     plain_column,
+    text_lengths,
     unique_strings,
 )
 from klaviyo_pipeline.normalize.errors import NormalizationConfigError
@@ -165,12 +166,10 @@ def check_external_ids(values: pd.Series) -> pd.Series:
     Returns:
         An object Series of reasons or None on the index of `values`.
     """
-    ids = format_ids(values).to_numpy()
-    present = np.flatnonzero(pd.notna(ids))
-    lengths = np.fromiter(map(len, ids[present]), dtype=np.int64, count=len(present))
-    reasons = empty_reasons(len(ids))
-    reasons[present[lengths > settings.MAX_EXTERNAL_ID_LENGTH]] = Reason.EXTERNAL_ID_TOO_LONG.value
-    return object_series(reasons.astype(object), values.index)
+    too_long = text_lengths(format_ids(values)) > settings.MAX_EXTERNAL_ID_LENGTH
+    reasons = empty_reasons(len(too_long))
+    reasons[too_long] = Reason.EXTERNAL_ID_TOO_LONG.value
+    return object_series(reasons, values.index)
 
 
 def _normalize_unique_emails(

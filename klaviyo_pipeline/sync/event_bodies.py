@@ -105,8 +105,8 @@ class EventPayloads:
         items: Opening bytes of each group's item, up to its list of events.
         item_bytes: Size of an item of each group with an empty list of events.
         errors: Records whose payload could not be built.
-        group_codes: Number of each position's group, in order of first appearance; -1
-            for a payload error. Filled by `codes` when it does not match `groups`.
+        group_codes: Number of each position's group, counted in order of first appearance,
+            and -1 for a payload error. Filled by `codes` when it does not match `groups`.
         group_names: Group of each number.
     """
 
@@ -282,14 +282,12 @@ def _value_texts(column: pd.Series, prefix: str) -> pa.Array:
     Each distinct value is encoded once.
     """
     values = pd.to_numeric(column, errors="coerce").astype(float)
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    encoded = [
-        prefix + orjson.dumps(value).decode() if math.isfinite(value) else None
-        for value in uniques.tolist()
-    ]
-    encoded.append(None)
-    texts = arrow_json.taken(encoded, codes)
-    return arrow_json.with_negative_zeros(texts, values, prefix + "-0.0")
+    texts, _ = arrow_json.encoded_per_value(values, _finite_text, prefix)
+    return texts
+
+
+def _finite_text(value: float) -> str | None:
+    return orjson.dumps(value).decode() if math.isfinite(value) else None
 
 
 _TEXT_COLUMNS = (*IDENTIFIERS, "unique_id", "metric", "profile_key", "profile_properties")
@@ -441,7 +439,7 @@ def _plain_openings(texts: dict[str, pa.Array], positions: np.ndarray, flag: byt
 
 
 def _group_keys(texts: dict[str, pa.Array]) -> tuple[list[str], np.ndarray, list[str]]:
-    """Return each record's profile group; events share an item only if their profile does.
+    """Return each record's profile group. Events share an item only if their profile does.
 
     Returns:
         The group of each record, its number in order of first appearance, and the group

@@ -122,8 +122,7 @@ def sync_events(
         try:
             sender.send_all(batches)
         except KlaviyoFatalError as error:
-            session.write(session.ledger.undecided())
-            error.report = session.finish()
+            session.stopped(error)
             log.error("Event sync of partition %s stopped: %s", partition, error)
             raise
 

@@ -123,8 +123,7 @@ def sync_profiles(
     try:
         importer.import_all(batches)
     except KlaviyoFatalError as error:
-        session.write(session.ledger.undecided())
-        error.report = session.finish()
+        session.stopped(error)
         log.error("Profile sync of partition %s stopped: %s", partition, error)
         raise
 

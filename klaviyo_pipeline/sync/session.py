@@ -13,6 +13,7 @@ import pandas as pd
 from klaviyo_pipeline.config import SyncConfig
 from klaviyo_pipeline.klaviyo.classify import SDK_INVALID
 from klaviyo_pipeline.klaviyo.client import KlaviyoClient
+from klaviyo_pipeline.klaviyo.errors import KlaviyoFatalError
 from klaviyo_pipeline.outcomes import Reason, Status
 from klaviyo_pipeline.sync.event_bodies import PayloadError
 from klaviyo_pipeline.sync.ledger import OUTCOME_COLUMNS, Ledger
@@ -208,6 +209,11 @@ class SyncSession:
         self.logger.error(message)
         self.report.notes.append(message)
         return False
+
+    def stopped(self, error: KlaviyoFatalError) -> None:
+        """Write the records still undecided to the sync log and attach the report to `error`."""
+        self.write(self.ledger.undecided())
+        error.report = self.finish()
 
     def finish(self) -> SyncReport:
         """Fill the report from the ledger and the request totals, and return it."""
