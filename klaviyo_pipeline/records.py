@@ -243,12 +243,13 @@ def _hashes(*columns: pd.Series) -> pd.Series:
         ),
         len(columns),
     )
-    text = hashed.astype(">u8").tobytes().hex()
-    return pd.Series(
-        [text[start : start + 16] for start in range(0, len(text), 16)],
-        index=columns[0].index,
-        dtype=object,
+    # The hex digits of all hashes in one buffer, cut into texts of 16 by Arrow offsets.
+    digits = hashed.astype(">u8").tobytes().hex().encode("ascii")
+    offsets = np.arange(len(hashed) + 1, dtype=np.int64) * 16
+    texts = pa.LargeStringArray.from_buffers(
+        len(hashed), pa.py_buffer(offsets.tobytes()), pa.py_buffer(digits)
     )
+    return pd.Series(texts.to_numpy(zero_copy_only=False), index=columns[0].index, dtype=object)
 
 
 _PLAIN_TYPES = frozenset({str, int, bool, float})
