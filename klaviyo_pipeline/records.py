@@ -35,7 +35,7 @@ from klaviyo_pipeline.config import EcommerceConfig, NormalizeConfig, PipelineCo
 from klaviyo_pipeline.jsonsafe import clean_properties, dumps
 from klaviyo_pipeline.mapping.destination import CompiledDestination, RuleGroup
 from klaviyo_pipeline.masking import mask_identity
-from klaviyo_pipeline.normalize._columns import text_lengths
+from klaviyo_pipeline.normalize._columns import all_strings, text_lengths
 from klaviyo_pipeline.outcomes import Reason, Status
 
 EVENT_COLUMNS = (
@@ -191,6 +191,8 @@ def _outcome_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def _none_if_na(series: pd.Series) -> pd.Series:
     """Return the values as objects with None for every missing value."""
+    if series.dtype == object and all_strings(series.to_numpy()):
+        return series
     missing = series.isna().to_numpy()
     values = series.to_numpy(dtype=object, copy=True)
     values[missing] = None
@@ -218,6 +220,12 @@ def _arrow_text(column: pd.Series) -> pa.Array:
     return pa.array(column.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
 
 
+def _has_missing(column: pd.Series) -> bool:
+    if column.dtype == object and all_strings(column.to_numpy()):
+        return False
+    return bool(column.hasnans)
+
+
 def _hash_input(column: pd.Series) -> Any:
     """Return the values that `hash_pandas_object` hashes for a column."""
     if isinstance(column.dtype, ExtensionDtype):
@@ -238,7 +246,7 @@ def _hashes(*columns: pd.Series) -> pd.Series:
     """
     hashed = combine_hash_arrays(
         (
-            pd.util.hash_array(_hash_input(column), categorize=bool(column.hasnans))
+            pd.util.hash_array(_hash_input(column), categorize=_has_missing(column))
             for column in columns
         ),
         len(columns),
@@ -602,11 +610,15 @@ class RecordBuilder:
         # properties of rows that are not rejected yet are serialized here.
         texts: list[Any] = list(values)
         settled = reason.isna().to_numpy()
-        pending = [
-            position
-            for position, props in enumerate(values)
-            if type(props) is not str and settled[position]
-        ]
+        pending = (
+            []
+            if all_strings(values)
+            else [
+                position
+                for position, props in enumerate(values)
+                if type(props) is not str and settled[position]
+            ]
+        )
         for position in pending:
             text, prop_reason, prop_detail = properties_json(values[position], flatten)
             texts[position] = text

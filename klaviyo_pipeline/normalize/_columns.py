@@ -161,6 +161,16 @@ def text_lengths(values: pd.Series | np.ndarray) -> np.ndarray:
     )
 
 
+def all_strings(elements: np.ndarray | list[Any]) -> bool:
+    """Return whether every element of an object array or list is a str, so none is missing.
+
+    `infer_dtype` stops at the first element of another type, which makes this faster than
+    a missing-value scan of an object column. Pass the values, not a Series: for a Series of
+    a string dtype, `infer_dtype` answers "string" even when values are missing.
+    """
+    return infer_dtype(elements, skipna=False) == "string"
+
+
 def empty_reasons(count: int) -> np.ndarray:
     """Return an object array of `count` Nones, to be filled with reason strings."""
     return np.full(count, None, dtype=object)
