@@ -443,7 +443,9 @@ class RecordBuilder:
         email_in = normalize.format_ids(pd.Series(c.email, dtype=object))
         emails, email_reasons = normalize.normalize_emails(email_in, self.options.lowercase_email)
         regions: Any = pd.Series(c.region, dtype=object)
-        if self.options.default_region:
+        if self.options.default_region and c.region.count(None) == len(c.region):
+            regions = pd.Series(np.full(len(c.region), self.options.default_region, dtype=object))
+        elif self.options.default_region:
             regions = regions.where(regions.notna(), self.options.default_region)
         phones, phone_reasons = normalize.normalize_phones(
             normalize.format_ids(pd.Series(c.phone, dtype=object)), regions
@@ -496,7 +498,8 @@ class RecordBuilder:
         table["unique_id"] = _none_if_na(unique_ids)
         # Every candidate row comes from `events`, so each row_id is found.
         positions = pd.Index(events["row_id"]).get_indexer(table["row_id"])
-        table["time"] = events["time"].to_numpy()[positions]
+        # An object column, because pandas would convert texts to its Arrow-backed str dtype.
+        table["time"] = pd.Series(events["time"].to_numpy()[positions], dtype=object)
 
         reason = pd.Series([None] * len(table), dtype=object)
         detail = pd.Series([None] * len(table), dtype=object)

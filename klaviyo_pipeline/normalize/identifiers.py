@@ -14,6 +14,7 @@ import pycountry
 from klaviyo_pipeline import settings
 from klaviyo_pipeline.normalize._columns import (
     Kind,
+    all_strings,
     element_kinds,
     empty_reasons,
     map_unique,
@@ -144,8 +145,14 @@ def format_ids(values: pd.Series) -> pd.Series:
     if dtype.kind == "f":
         return object_series(_format_floats(column.to_numpy()), values.index)
 
-    kinds = element_kinds(column)
     elements = column.to_numpy(dtype=object)
+    if all_strings(elements):
+        # The common case of text ids, without the per-kind steps below.
+        ids = elements.copy()
+        ids[ids == ""] = None
+        return object_series(ids, values.index)
+
+    kinds = element_kinds(column)
     ids = np.full(len(elements), None, dtype=object)
 
     strings = np.flatnonzero(kinds == Kind.STRING)
