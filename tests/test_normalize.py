@@ -783,6 +783,22 @@ def test_normalize_event_names_str_column() -> None:
     assert names.index.tolist() == [3, 4]
 
 
+TEXT_NAME_CASES = [name for name, _, _ in EVENT_NAME_CASES if isinstance(name, str)]
+
+
+@pytest.mark.parametrize("storage", ["python", "pyarrow"])
+def test_normalize_event_names_string_dtype(storage: str) -> None:
+    values = [*TEXT_NAME_CASES, None, *TEXT_NAME_CASES]
+    column = pd.Series(values, dtype=pd.StringDtype(storage), index=range(10, 10 + len(values)))
+    names, reasons = normalize_event_names(column)
+    expected_names, expected_reasons = normalize_event_names(column.astype(object))
+    assert names.tolist() == expected_names.tolist()
+    assert reasons.tolist() == expected_reasons.tolist()
+    assert names.index.equals(column.index)
+    assert names.iloc[0] == "order complete"
+    assert reasons.iloc[len(TEXT_NAME_CASES)] == Reason.INVALID_NAME
+
+
 # --- mixed-type property test ---------------------------------------------------------------
 
 SCALARS = st.one_of(

@@ -34,6 +34,8 @@ def normalize_event_names(values: pd.Series) -> tuple[pd.Series, pd.Series]:
         other types.
     """
     column = plain_column(values)
+    if isinstance(column.dtype, pd.StringDtype):
+        return _normalize_text_names(column, values.index)
     kinds = element_kinds(column)
     elements = column.to_numpy(dtype=object)
     names = np.full(len(elements), None, dtype=object)
@@ -50,3 +52,18 @@ def normalize_event_names(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     reasons = empty_reasons(len(elements))
     reasons[pd.isna(names)] = Reason.INVALID_NAME.value
     return object_series(names, values.index), object_series(reasons, values.index)
+
+
+def _normalize_text_names(column: pd.Series, index: pd.Index) -> tuple[pd.Series, pd.Series]:
+    """Normalize a column of a string dtype, each distinct name once.
+
+    pandas factorizes the column as it is stored, without a Python str per row first.
+    """
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    keys = _lookup_keys(pd.Series(np.asarray(uniques, dtype=object), dtype=object))
+    # The code -1 of a missing name takes the None appended after the distinct keys.
+    distinct = np.append(keys.to_numpy(dtype=object), None)
+    distinct[distinct == ""] = None
+    names = distinct[codes]
+    reasons = np.where(pd.isna(distinct), Reason.INVALID_NAME.value, None).astype(object)[codes]
+    return object_series(names, index), object_series(reasons, index)
