@@ -531,8 +531,14 @@ class RecordBuilder:
         return table
 
     def _event_records(self, table: pd.DataFrame) -> pd.DataFrame:
-        events = table[table["send_event"].astype(bool)]
-        for row in events[events["reason"].notna()].itertuples(index=False):
+        # Filters copy every column, so they run only when they remove a row.
+        send_event = table["send_event"].astype(bool)
+        all_send = bool(send_event.all())
+        events = table.copy(deep=False) if all_send else table[send_event]
+        unsendable = events["reason"].notna()
+        any_unsendable = bool(unsendable.any())
+        unsendable_rows = events[unsendable] if any_unsendable else events.iloc[:0]
+        for row in unsendable_rows.itertuples(index=False):
             status = _unsendable_status(row.reason)
             self.settle(
                 row.row_id,
@@ -544,7 +550,8 @@ class RecordBuilder:
                 unique_id=row.unique_id,
                 identity=mask_identity(row.email, row.phone_number, row.external_id),
             )
-        for row in table[~table["send_event"].astype(bool)].itertuples(index=False):
+        silent_rows = table.iloc[:0] if all_send else table[~send_event]
+        for row in silent_rows.itertuples(index=False):
             if row.reason is None:
                 self.settle(
                     row.row_id,
@@ -565,8 +572,7 @@ class RecordBuilder:
                     metric=row.metric,
                     identity=mask_identity(row.email, row.phone_number, row.external_id),
                 )
-        unsendable = events["reason"].notna()
-        if unsendable.any():
+        if any_unsendable:
             events = events[~unsendable]
         events["record_id"] = events["row_id"].astype(str)
         events = self._add_line_items(events)
@@ -607,31 +613,15 @@ class RecordBuilder:
                 reason[hit] = code.value
                 detail[hit] = text
 
-        flatten = self.options.flatten_properties
-        values = events["properties"].tolist()
         # The rule mapping writes plain properties as JSON text already, so only the other
         # properties of rows that are not rejected yet are serialized here.
-        texts: list[Any] = list(values)
-        settled = reason.isna().to_numpy()
-        pending = (
-            []
-            if all_strings(values)
-            else [
-                position
-                for position, props in enumerate(values)
-                if type(props) is not str and settled[position]
-            ]
-        )
-        for position in pending:
-            text, prop_reason, prop_detail = properties_json(values[position], flatten)
-            texts[position] = text
-            if prop_reason is not None:
-                reason.iloc[position] = prop_reason
-                detail.iloc[position] = prop_detail
-            elif prop_detail:
-                self._count_property_notes(prop_detail)
+        column = events["properties"]
+        if column.dtype != object or not all_strings(column.to_numpy()):
+            events = self._serialize_properties(events, reason, detail)
 
         rejected = reason.notna()
+        if not rejected.any():
+            return events
         for row, row_reason, row_detail in zip(
             events[rejected].itertuples(index=False),
             reason[rejected],
@@ -649,8 +639,33 @@ class RecordBuilder:
                 record_id=row.record_id,
                 identity=mask_identity(row.email, row.phone_number, row.external_id),
             )
-        events = events.assign(properties=pd.Series(texts, index=events.index, dtype=object))
-        return events[~rejected.to_numpy()] if rejected.any() else events
+        return events[~rejected.to_numpy()]
+
+    def _serialize_properties(
+        self, events: pd.DataFrame, reason: pd.Series, detail: pd.Series
+    ) -> pd.DataFrame:
+        """Serialize the properties that are not JSON text yet, rejecting those that fail.
+
+        Rows that another check rejected keep their properties as they are.
+        """
+        flatten = self.options.flatten_properties
+        values = events["properties"].tolist()
+        texts: list[Any] = list(values)
+        settled = reason.isna().to_numpy()
+        pending = [
+            position
+            for position, props in enumerate(values)
+            if type(props) is not str and settled[position]
+        ]
+        for position in pending:
+            text, prop_reason, prop_detail = properties_json(values[position], flatten)
+            texts[position] = text
+            if prop_reason is not None:
+                reason.iloc[position] = prop_reason
+                detail.iloc[position] = prop_detail
+            elif prop_detail:
+                self._count_property_notes(prop_detail)
+        return events.assign(properties=pd.Series(texts, index=events.index, dtype=object))
 
     def _count_property_notes(self, notes: str | None) -> None:
         """Count the notes of `clean_properties` (dropped `$` keys, NaN or ±inf, collisions)."""
