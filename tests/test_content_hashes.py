@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -56,3 +57,32 @@ def test_identity_keys_all_identifiers() -> None:
         "e:|p:+15555550123|x:",
         "e:|p:|x:\ud800",
     ]
+
+
+IDENTIFIER_COLUMNS = {
+    "none": [None, None, None],
+    "some": ["a@example.com", None, "é|b"],
+    "all": ["1", "22", "ü"],
+}
+
+
+@pytest.mark.parametrize("email", IDENTIFIER_COLUMNS)
+@pytest.mark.parametrize("phone", IDENTIFIER_COLUMNS)
+@pytest.mark.parametrize("external", IDENTIFIER_COLUMNS)
+def test_identity_keys_missing_columns(email: str, phone: str, external: str) -> None:
+    columns = [
+        pd.Series(IDENTIFIER_COLUMNS[name], dtype=object, index=[5, 6, 7])
+        for name in (email, phone, external)
+    ]
+    expected = [
+        f"e:{e or ''}|p:{p or ''}|x:{x or ''}"
+        for e, p, x in zip(*(column.tolist() for column in columns), strict=True)
+    ]
+    keys = _identity_keys(*columns)
+    assert keys.tolist() == expected
+    assert keys.index.tolist() == [5, 6, 7]
+
+
+def test_identity_keys_empty() -> None:
+    empty = pd.Series([], dtype=object)
+    assert _identity_keys(empty, empty, empty).tolist() == []
