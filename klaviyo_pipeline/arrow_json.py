@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,23 @@ def mask(array: pa.Array) -> np.ndarray:
     return array.fill_null(False).to_numpy(zero_copy_only=False)
 
 
+def views(array: pa.Array) -> list[memoryview]:
+    """Return a view of the bytes of each value of a string or binary array, without copies.
+
+    A null value gives an empty view. The views keep the array's data buffer alive.
+    """
+    if len(array) == 0:
+        return []
+    _, offsets, data = array.buffers()
+    if data is None:
+        return [memoryview(b"")] * len(array)
+    large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
+    offset_type = np.int64 if large else np.int32
+    bounds = np.frombuffer(offsets, offset_type)[array.offset : array.offset + len(array) + 1]
+    whole = memoryview(data)
+    return [whole[start:end] for start, end in itertools.pairwise(bounds.tolist())]
+
+
 def replace(texts: pa.Array, values: dict[int, str]) -> pa.Array:
     """Return `texts` with the strings at the given positions replaced."""
     if not values:
@@ -62,9 +80,13 @@ def json_strings(texts: pa.Array, prefix: str = "", suffix: str = "") -> pa.Arra
 
     Missing strings stay null, so that a caller can leave out a member for them.
     """
-    return pc.binary_join_element_wise(
-        pa.scalar(prefix + '"'), escaped(texts), pa.scalar('"' + suffix), pa.scalar("")
-    )
+    # Inserting at both ends keeps nulls and is faster than a join with two scalars.
+    opened = pc.binary_replace_slice(escaped(texts), 0, 0, prefix + '"')
+    return pc.binary_replace_slice(opened, _END, _END, '"' + suffix)
+
+
+# An offset past the end of any string, for inserting after its last byte.
+_END = 2**31 - 1
 
 
 def escaped(texts: pa.Array) -> pa.Array:

@@ -73,3 +73,13 @@ def test_profile_order_same_by_number(groups, data):
 
     assert [names[code] for code in codes] == groups
     assert order_by_profile(positions, codes) == order_by_profile(positions, groups)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.none() | TEXTS, max_size=20), offset=st.integers(0, 3))
+def test_views_match_values(texts, offset):
+    array = pa.array(texts, pa.string())[offset:]
+    expected = [b"" if text is None else text.encode() for text in texts[offset:]]
+
+    assert [bytes(view) for view in arrow_json.views(array)] == expected
+    assert [bytes(view) for view in arrow_json.views(array.cast(pa.binary()))] == expected

@@ -99,7 +99,8 @@ class EventPayloads:
 
     Attributes:
         backfill: Value of ``backfill`` on every item and event.
-        events: Encoded event resource per record position; None for a payload error.
+        encoded: Encoded event resource per record position as an Arrow binary array, null
+            for a payload error. `events` lists the same values as Python bytes.
         event_bytes: Length of each encoded event.
         groups: Profile group key per record position; "" for a payload error.
         items: Opening bytes of each group's item, up to its list of events.
@@ -111,7 +112,7 @@ class EventPayloads:
     """
 
     backfill: bool
-    events: list[bytes | None] = field(default_factory=list)
+    encoded: pa.Array = field(default_factory=lambda: pa.array([], pa.binary()))
     event_bytes: list[int] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
     items: dict[str, bytes] = field(default_factory=dict)
@@ -119,6 +120,23 @@ class EventPayloads:
     errors: list[PayloadError] = field(default_factory=list)
     group_codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     group_names: list[str] = field(default_factory=list)
+    _events: list[bytes | None] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def events(self) -> list[bytes | None]:
+        """Encoded event resource per record position; None for a payload error.
+
+        The list is converted from `encoded` on first use. `build_event_body` reads
+        `encoded`, so the bytes object of each event is made only when a caller reads this list.
+        """
+        if self._events is None:
+            self._events = self.encoded.to_pylist()
+        return self._events
+
+    @events.setter
+    def events(self, values: list[bytes | None]) -> None:
+        self.encoded = pa.array(values, pa.binary())
+        self._events = None
 
     def codes(self) -> tuple[np.ndarray, list[str]]:
         """Return the group number of each position and the group of each number."""
@@ -215,10 +233,10 @@ def _object_texts(column: pd.Series, problems: dict[int, tuple[str, str, str]]) 
     present = texts.drop_null()
     starts = list(range(0, len(present), _CHECK_GROUP))
     groups = pa.ListArray.from_arrays(pa.array([*starts, len(present)], pa.int32()), present)
-    joined = pc.binary_join(groups, ",").to_pylist()
+    arrays = pc.binary_join_element_wise("[", pc.binary_join(groups, ","), "]", "")
     if all(
         _objects(text, min(_CHECK_GROUP, len(present) - start))
-        for text, start in zip(joined, starts, strict=True)
+        for text, start in zip(arrow_json.views(arrays), starts, strict=True)
     ):
         return texts.fill_null("{}")
     for position, text in enumerate(texts.to_pylist()):
@@ -239,15 +257,15 @@ def _object_texts(column: pd.Series, problems: dict[int, tuple[str, str, str]]) 
 _CHECK_GROUP = 5_000
 
 
-def _objects(joined: str, count: int) -> bool:
-    """Return whether `count` texts joined with commas, as one JSON array, are that many
-    JSON objects."""
+def _objects(array: memoryview, count: int) -> bool:
+    """Return whether a JSON array of `count` texts joined with commas is that many JSON
+    objects."""
     try:
         # orjson rejects NaN and Infinity, which are not JSON.
-        parsed = orjson.loads("[" + joined + "]")
+        parsed = orjson.loads(array)
     except orjson.JSONDecodeError:
         return False
-    return len(parsed) == count and all(type(value) is dict for value in parsed)
+    return len(parsed) == count and {dict}.issuperset(map(type, parsed))
 
 
 def _event_times(column: pd.Series, problems: dict[int, tuple[str, str, str]]) -> pa.Array:
@@ -255,15 +273,18 @@ def _event_times(column: pd.Series, problems: dict[int, tuple[str, str, str]]) -
     texts = arrow_json.strings(column)
     # strptime rolls 2024-02-30 over into March, so a time is taken as it is only if it
     # formats back to the same text. Arrow casts a timestamp to "2019-10-01 00:00:00".
+    # The cast writes ASCII and a canonical text is ASCII, so their bytes are their
+    # characters. The binary kernels skip the UTF-8 handling of the utf8 ones.
     parsed = pc.strptime(texts, format=_RECORD_TIME_FORMAT, unit="s", error_is_null=True)
     formatted = pc.binary_join_element_wise(
-        pc.utf8_replace_slice(pc.cast(parsed, pa.string()), 10, 11, "T"), "Z", ""
+        pc.binary_replace_slice(pc.cast(parsed, pa.string()), 10, 11, "T"), "Z", ""
     )
     canonical = arrow_json.mask(pc.equal(formatted, texts))
-    converted = pc.binary_join_element_wise(
-        pc.utf8_slice_codeunits(texts, 0, 19), pa.scalar("+00:00"), pa.scalar("")
-    )
-    times = pc.if_else(pa.array(canonical), converted, texts).fill_null("")
+    raw = pc.cast(texts, pa.binary())
+    # A canonical text ends in its 20th character, "Z".
+    converted = pc.binary_replace_slice(raw, 19, 20, "+00:00")
+    chosen = pc.if_else(pa.array(canonical), converted, raw)
+    times = pc.cast(chosen, pa.string()).fill_null("")
     others = np.flatnonzero(~canonical).tolist()
     fixed: dict[int, str] = {}
     for position in others:
@@ -337,16 +358,14 @@ def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads
     joined = pc.binary_join_element_wise(
         *parts, pa.scalar(""), null_handling="replace", null_replacement=""
     )
-    encoded: list[bytes | None] = pc.cast(joined, pa.binary()).to_pylist()
     sizes: list[int] = pc.binary_length(joined).to_pylist()
     for position in sorted(problems):
         status, reason, detail = problems[position]
         payloads.errors.append(PayloadError(position, str(reason), detail, str(status)))
-        encoded[position] = None
         sizes[position] = 0
         groups[position] = ""
         codes[position] = -1
-    payloads.events = encoded
+    payloads.encoded = _without(pc.cast(joined, pa.binary()), problems)
     payloads.event_bytes = sizes
     payloads.groups = groups
     payloads.group_codes = codes
@@ -356,6 +375,15 @@ def build_event_payloads(records: pd.DataFrame, backfill: bool) -> EventPayloads
         group: len(opening) + len(_ITEM_CLOSE) for group, opening in items.items()
     }
     return payloads
+
+
+def _without(encoded: pa.Array, problems: dict[int, tuple[str, str, str]]) -> pa.Array:
+    """Return `encoded` with null at the positions of payload errors."""
+    if not problems:
+        return encoded
+    sendable = np.ones(len(encoded), dtype=bool)
+    sendable[list(problems)] = False
+    return pc.if_else(pa.array(sendable), encoded, pa.scalar(None, pa.binary()))
 
 
 def _items(
@@ -573,17 +601,59 @@ class EventBody:
 
 def build_event_body(positions: list[int], payloads: EventPayloads) -> EventBody:
     """Build the body of one batch, grouping the events of each profile into one item."""
-    runs = _runs(positions, payloads)
-    if len(runs) != len({group for group, _ in runs}):
+    if not positions:
+        return EventBody(BODY_OPEN + BODY_CLOSE, [])
+    all_codes, names = payloads.codes()
+    chosen = np.asarray(positions, dtype=np.int64)
+    codes = all_codes[chosen]
+    if (codes < 0).any() or len(payloads.encoded) != len(all_codes):
+        return _body_from_lists(positions, payloads)
+    starts = _run_starts(codes)
+    if len(set(codes[starts].tolist())) != len(starts):
         # Some positions of one profile are not next to each other, so they are merged into
         # the profile's first item.
+        positions = order_by_profile(positions, all_codes)
+        chosen = np.asarray(positions, dtype=np.int64)
+        codes = all_codes[chosen]
+        starts = _run_starts(codes)
+    ends = np.append(starts[1:], len(positions))
+
+    # Each item is its opening, its events joined with commas, and _ITEM_CLOSE and a comma.
+    # The items are joined in Arrow memory, and only the finished body is copied into bytes.
+    events = payloads.encoded.take(pa.array(chosen))
+    runs = pa.ListArray.from_arrays(pa.array(np.append(starts, len(positions)), pa.int32()), events)
+    openings = [payloads.items[names[code]] for code in codes[starts].tolist()]
+    joined = pc.binary_join_element_wise(
+        pa.array(openings, pa.binary()),
+        pc.binary_join(runs, pa.scalar(b",", pa.binary())),
+        pa.scalar(_ITEM_CLOSE + b",", pa.binary()),
+        pa.scalar(b"", pa.binary()),
+    )
+    _, offsets, data = joined.buffers()
+    first, last = np.frombuffer(offsets, np.int32)[[joined.offset, joined.offset + len(joined)]]
+    # The items are contiguous in the data buffer. The comma after the last one is left out.
+    body = b"".join((BODY_OPEN, memoryview(data)[first : last - 1], BODY_CLOSE))
+    items = [
+        positions[start:end] for start, end in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
+    return EventBody(body, items)
+
+
+def _run_starts(codes: np.ndarray) -> np.ndarray:
+    """Return the index of the first position of each run of equal group numbers."""
+    return np.flatnonzero(np.append(True, codes[1:] != codes[:-1]))
+
+
+def _body_from_lists(positions: list[int], payloads: EventPayloads) -> EventBody:
+    """Build the body of `build_event_body` from `EventPayloads.events` and `groups`."""
+    runs = _runs(positions, payloads)
+    if len(runs) != len({group for group, _ in runs}):
         by_group: dict[str, list[int]] = {}
         for group, members in runs:
             by_group.setdefault(group, []).extend(members)
         runs = list(by_group.items())
     if not runs:
         return EventBody(BODY_OPEN + BODY_CLOSE, [])
-    # The parts are joined once, so the events are copied only into their item and the body.
     events = payloads.events
     parts = [BODY_OPEN]
     for group, members in runs:

@@ -16,6 +16,7 @@ from klaviyo_pipeline.sync.event_bodies import (
     EMPTY_BODY_BYTES,
     EventBody,
     EventPayloads,
+    _body_from_lists,
     _planned_one_by_one,
     build_event_body,
     build_event_payloads,
@@ -436,3 +437,37 @@ def test_body_merges_apart_profile_events():
     assert body.items == [[0, 2], [1]]
     assert len(items) == 2
     assert len(items[0]["attributes"]["events"]["data"]) == 2
+
+
+@pytest.mark.parametrize(
+    "positions", [[0, 1, 2, 3, 4], [0, 2, 1, 3], [4, 0, 3, 2, 1], [2], [1, 3], [3, 4, 0]]
+)
+def test_body_from_arrow_matches_lists(positions):
+    rows = [
+        event_row(1, email="a@example.com", profile_key="email:a@example.com"),
+        event_row(2, email="b@example.com", properties={"quote": 'say "hi" \\ é'}),
+        event_row(3, email="a@example.com", profile_key="email:a@example.com"),
+        event_row(4, phone_number="+15555550123", profile_properties={"tier": "gold"}),
+        event_row(5, email="b@example.com", value=2.5, value_currency="EUR"),
+    ]
+    payloads = build_event_payloads(event_frame(rows), backfill=True)
+    body = build_event_body(positions, payloads)
+
+    assert body == _body_from_lists(positions, payloads)
+    assert sorted(body.positions) == sorted(positions)
+    assert document(body)["data"]["type"] == "event-bulk-create-job"
+
+
+def test_events_list_matches_encoded():
+    frame = event_frame([event_row(1), event_row(2), event_row(3)])
+    frame.loc[1, "properties"] = "[1, 2]"
+    payloads = build_event_payloads(frame, backfill=False)
+
+    assert payloads.events == payloads.encoded.to_pylist()
+    assert payloads.events[1] is None
+    assert [len(event) for event in payloads.events if event] == [
+        size for size in payloads.event_bytes if size
+    ]
+    payloads.events = [b"{}", None, b"{}"]
+    assert payloads.encoded.to_pylist() == [b"{}", None, b"{}"]
+    assert payloads.events == [b"{}", None, b"{}"]
