@@ -56,7 +56,8 @@ def views(array: pa.Array) -> list[memoryview]:
     large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
     offset_type = np.int64 if large else np.int32
     bounds = np.frombuffer(offsets, offset_type)[array.offset : array.offset + len(array) + 1]
-    whole = memoryview(data)
+    # Arrow buffers export signed bytes ("b"), and readers such as simdjson expect "B".
+    whole = memoryview(data).cast("B")
     return [whole[start:end] for start, end in itertools.pairwise(bounds.tolist())]
 
 

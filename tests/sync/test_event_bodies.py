@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
@@ -12,11 +13,13 @@ from hypothesis import strategies as st
 from openapi_client.models.events_bulk_create_job import EventsBulkCreateJob
 
 from klaviyo_pipeline import settings
+from klaviyo_pipeline.sync import event_bodies
 from klaviyo_pipeline.sync.event_bodies import (
     EMPTY_BODY_BYTES,
     EventBody,
     EventPayloads,
     _body_from_lists,
+    _may_have_edge_space,
     _planned_one_by_one,
     build_event_body,
     build_event_payloads,
@@ -145,6 +148,57 @@ def test_non_object_properties_rejected(text):
     assert [(error.position, error.reason) for error in payloads.errors] == [(0, "mapping_failed")]
     assert payloads.events[0] is None
     assert payloads.events[1] is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "sent"),
+    [
+        (' {"a": 1}\n', '{"a": 1}'),
+        ('\u00a0{"a": 1}\u2003', '{"a": 1}'),
+        ('{"big": 123456789012345678901234567890}', '{"big": 123456789012345678901234567890}'),
+        ('{"a": "\\u0000"}', '{"a": "\\u0000"}'),
+    ],
+)
+def test_object_properties_sent_as_checked(text, sent):
+    frame = event_frame([event_row(1), event_row(2)])
+    frame.loc[0, "properties"] = text
+    payloads = build_event_payloads(frame, backfill=False)
+
+    assert payloads.errors == []
+    opening = b'{"type":"event","attributes":{"properties":'
+    assert payloads.events[0].startswith(opening + sent.encode())
+    assert json.loads(payloads.events[0])["attributes"]["properties"] == json.loads(sent)
+
+
+def test_valid_properties_checked_by_simdjson(monkeypatch):
+    def fail(_):
+        raise AssertionError("orjson parsed properties that simdjson had accepted")
+
+    monkeypatch.setattr(event_bodies.orjson, "loads", fail)
+    frame = event_frame([event_row(i, unique_id=f"u{i}") for i in range(3)])
+    payloads = build_event_payloads(frame, backfill=False)
+
+    assert payloads.errors == []
+    assert all(event is not None for event in payloads.events)
+
+
+@pytest.mark.parametrize(
+    ("texts", "edge_space"),
+    [
+        (["{}", '{"a":1}'], False),
+        (["{}", ""], False),
+        ([None, "{}"], False),
+        ([" {}"], True),
+        (["{}\t"], True),
+        (["\u00a0{}"], True),
+        (["{}", '{"a":"é"}é'], True),
+        ([], False),
+    ],
+)
+def test_may_have_edge_space(texts, edge_space):
+    assert _may_have_edge_space(pa.array(texts, pa.string())) is edge_space
+    sliced = pa.array(["  ", *texts, "  "], pa.string()).slice(1, len(texts))
+    assert _may_have_edge_space(sliced) is edge_space
 
 
 def test_bad_profile_properties_reject_group():
