@@ -462,7 +462,8 @@ class RecordBuilder:
         emails, email_reasons = normalize.normalize_emails(email_in, self.options.lowercase_email)
         regions: Any = pd.Series(c.region, dtype=object)
         if self.options.default_region and c.region.count(None) == len(c.region):
-            regions = pd.Series(np.full(len(c.region), self.options.default_region, dtype=object))
+            region = self.options.default_region
+            regions = pd.Series(np.full(len(c.region), region, dtype=object), dtype=object)
         elif self.options.default_region:
             regions = regions.where(regions.notna(), self.options.default_region)
         phones, phone_reasons = normalize.normalize_phones(

@@ -106,6 +106,16 @@ def test_format_ids_object_values(value: Any, expected: str | None) -> None:
         (pd.Series(["a", None], dtype=pd.ArrowDtype(pa.string())), ["a", None]),
         # bool columns have no ids
         (pd.Series([True, False]), [None, None]),
+        # object columns of integers only, within and beyond int64
+        (
+            pd.Series([2**63 - 1, -(2**63), np.int64(7), np.uint64(8)], dtype=object),
+            [str(2**63 - 1), str(-(2**63)), "7", "8"],
+        ),
+        (pd.Series([2**63, 1], dtype=object), [str(2**63), "1"]),
+        (
+            pd.Series([np.uint64(2**64 - 1), -(2**63) - 1], dtype=object),
+            [str(2**64 - 1), str(-(2**63) - 1)],
+        ),
     ],
 )
 def test_format_ids_typed_columns(series: pd.Series, expected: list[str | None]) -> None:

@@ -9,12 +9,14 @@ from typing import Final
 import numpy as np
 import pandas as pd
 import phonenumbers
+import pyarrow as pa
+import pyarrow.compute as pc
 import pycountry
+from pandas.api.types import infer_dtype
 
 from klaviyo_pipeline import settings
 from klaviyo_pipeline.normalize._columns import (
     Kind,
-    all_strings,
     element_kinds,
     empty_reasons,
     map_unique,
@@ -118,7 +120,12 @@ def _format_floats(numbers: np.ndarray) -> np.ndarray:
 
 def _format_integers(numbers: np.ndarray) -> np.ndarray:
     """Format an object array of Python and NumPy ints as their exact digits."""
-    return np.array([str(number) for number in numbers.tolist()], dtype=object)
+    try:
+        exact = numbers.astype(np.int64)
+    except OverflowError:
+        return np.array([str(number) for number in numbers.tolist()], dtype=object)
+    # Arrow writes an int64 with the digits that str() writes, in less time.
+    return pc.cast(pa.array(exact), pa.string()).to_numpy(zero_copy_only=False)
 
 
 def format_ids(values: pd.Series) -> pd.Series:
@@ -145,12 +152,15 @@ def format_ids(values: pd.Series) -> pd.Series:
     if dtype.kind == "f":
         return object_series(_format_floats(column.to_numpy()), values.index)
 
+    # Columns of text ids or of integer ids without missing values skip the per-kind steps.
     elements = column.to_numpy(dtype=object)
-    if all_strings(elements):
-        # The common case of text ids, without the per-kind steps below.
+    inferred = infer_dtype(elements, skipna=False)
+    if inferred == "string":
         ids = elements.copy()
         ids[ids == ""] = None
         return object_series(ids, values.index)
+    if inferred == "integer":
+        return object_series(_format_integers(elements), values.index)
 
     kinds = element_kinds(column)
     ids = np.full(len(elements), None, dtype=object)
