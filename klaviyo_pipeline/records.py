@@ -251,7 +251,7 @@ def _hash_input(column: pd.Series) -> Any:
     return column.to_numpy()
 
 
-def _hashes(*columns: pd.Series) -> pd.Series:
+def _hashes(*columns: pd.Series, repeated: tuple[int, ...] = ()) -> pd.Series:
     """Return a 16-hex-digit hash per row of the columns, stable across runs and processes.
 
     The values are those of `pd.util.hash_pandas_object` of the columns as one frame
@@ -259,13 +259,18 @@ def _hashes(*columns: pd.Series) -> pd.Series:
     column first, which only pays off for repeated values and costs most of the time on
     columns of distinct texts. A column without missing values hashes to the same values
     without it, so only columns with missing values are factorized here.
+    The columns at the `repeated` positions have few distinct values, such as metric names,
+    so they are factorized too, which hashes each distinct value once.
     NOTE: if a pandas release changed that hash, the next run would count every event as
     changed in its notes (nothing is sent twice) and upsert every profile once more.
     """
     hashed = combine_hash_arrays(
         (
-            pd.util.hash_array(_hash_input(column), categorize=_has_missing(column))
-            for column in columns
+            pd.util.hash_array(
+                _hash_input(column),
+                categorize=position in repeated or _has_missing(column),
+            )
+            for position, column in enumerate(columns)
         ),
         len(columns),
     )
@@ -759,6 +764,7 @@ class RecordBuilder:
                 events["value_currency"],
                 events["properties"],
                 events["profile_properties"],
+                repeated=(0,),
             )
             if len(events)
             else pd.Series(dtype=object)

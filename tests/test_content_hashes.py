@@ -31,7 +31,9 @@ def test_hashes_match_pandas(data: st.DataObject, width: int) -> None:
             continue
         values = data.draw(st.lists(st.none() | TEXTS, min_size=rows, max_size=rows))
         columns.append(pd.Series(values, dtype=object if kind == "object" else "str"))
+    repeated = tuple(data.draw(st.sets(st.integers(0, width - 1))))
     assert _hashes(*columns).tolist() == reference_hashes(columns)
+    assert _hashes(*columns, repeated=repeated).tolist() == reference_hashes(columns)
 
 
 def test_hashes_repeated_and_missing() -> None:

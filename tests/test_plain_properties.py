@@ -82,6 +82,17 @@ def test_infinite_and_long_values_keep_their_dicts():
     assert encoded[2] == {"Name": long_text}
 
 
+def test_long_multibyte_values_counted_in_characters():
+    limit = klaviyo_settings.SAFE_STRING_CHARACTERS
+    at_limit, over_limit = "é" * limit, "é" * (limit + 1)
+    frame = frame_of({"data.name": pd.Series([at_limit, over_limit, None], dtype="str")})
+    encoded = encode_plain_map(frame, [("Name", "data.name")])
+
+    assert encoded[0] == orjson.dumps({"Name": at_limit}).decode()
+    assert encoded[1] == {"Name": over_limit}
+    assert encoded[2] == "{}"
+
+
 def test_all_values_undefined_give_empty_object():
     frame = frame_of({"data.name": pd.Series([None, None], dtype="str")})
     encoded = encode_plain_map(frame, [("Name", "data.name")])

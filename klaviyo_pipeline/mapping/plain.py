@@ -105,15 +105,22 @@ def _members(column: pd.Series, prefix: str) -> tuple[pa.Array, np.ndarray] | No
         except UnicodeEncodeError:
             # A lone surrogate has no UTF-8 form; the records builder replaces it per row.
             return None
-        too_long = arrow_json.mask(
-            pc.greater(pc.utf8_length(texts), settings.SAFE_STRING_CHARACTERS)
-        )
-        return arrow_json.json_strings(texts, prefix), too_long
+        return arrow_json.json_strings(texts, prefix), _too_long(texts)
     if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_float_dtype(dtype):
         return _encoded_per_value(column, prefix)
     if pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_unsigned_integer_dtype(dtype):
         return _encoded_per_value(column, prefix)
     return None
+
+
+def _too_long(texts: pa.Array) -> np.ndarray:
+    """Return the rows whose string has more than `SAFE_STRING_CHARACTERS` characters."""
+    # A string has at least as many bytes as characters, so without a string of more bytes
+    # than the limit no character count is needed.
+    longest = pc.max(pc.binary_length(texts)).as_py()
+    if longest is None or longest <= settings.SAFE_STRING_CHARACTERS:
+        return np.zeros(len(texts), dtype=bool)
+    return arrow_json.mask(pc.greater(pc.utf8_length(texts), settings.SAFE_STRING_CHARACTERS))
 
 
 def _encoded_per_value(column: pd.Series, prefix: str) -> tuple[pa.Array, np.ndarray]:
