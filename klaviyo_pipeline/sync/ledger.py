@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from klaviyo_pipeline import arrow_json
 from klaviyo_pipeline.klaviyo.dry_run import DRY_RUN
@@ -32,12 +35,44 @@ def _texts(column: pd.Series) -> list[str | None]:
     return arrow_json.strings(column).to_pylist()
 
 
-def _per_distinct(function: Any, *columns: list[Any]) -> list[Any]:
-    """Apply `function` to each distinct tuple of the columns once, in row order."""
-    rows = list(zip(*columns, strict=True))
-    codes, uniques = pd.factorize(pd.Series(rows, dtype=object), use_na_sentinel=False)
-    results = [function(*row) for row in uniques.tolist()]
-    return [results[code] for code in codes.tolist()]
+def _codes(texts: pa.Array) -> tuple[np.ndarray, int]:
+    """Number each distinct text, null included, and return the numbers and their count."""
+    encoded = pc.dictionary_encode(texts)
+    null_code = len(encoded.dictionary)
+    codes = encoded.indices.fill_null(null_code).to_numpy(zero_copy_only=False)
+    return codes.astype(np.int64), null_code + 1
+
+
+def _per_distinct(function: Any, *columns: pa.Array) -> list[Any]:
+    """Apply `function` to the values of each distinct row of the columns once, in row order.
+
+    Each column is numbered per distinct text, and the numbers of the columns are combined
+    one column at a time, so a combined number stays below the square of the row count.
+    """
+    size = len(columns[0])
+    if size == 0:
+        return []
+    combined = np.zeros(size, dtype=np.int64)
+    for column in columns:
+        codes, count = _codes(column)
+        combined, _ = pd.factorize(combined * count + codes)
+    # factorize numbers in order of first appearance, so code k first appears at firsts[k].
+    _, firsts = np.unique(combined, return_index=True)
+    chosen = pa.array(firsts)
+    values = zip(*(column.take(chosen).to_pylist() for column in columns), strict=True)
+    results = np.empty(len(firsts), dtype=object)
+    results[:] = [function(*row) for row in values]
+    return results[combined].tolist()
+
+
+def _record_keys(*columns: pa.Array) -> list[str]:
+    """Return `hash_key` of the texts of each row, with "" for a missing text.
+
+    The texts are joined column-wise, so only the SHA-256 of each row runs in Python.
+    """
+    parts = [column.fill_null("") for column in columns]
+    joined = pc.cast(pc.binary_join_element_wise(*parts, "\x1f"), pa.binary())
+    return [hashlib.sha256(text).hexdigest()[:32] for text in joined.to_pylist()]
 
 
 class Ledger:
@@ -143,23 +178,21 @@ def _identity_columns(
     value is masked or hashed once.
     """
     size = len(records)
-    profile_keys = _texts(records["profile_key"])
+    profile_keys = arrow_json.strings(records["profile_key"])
     is_event = stream == "event"
-    unique_ids = _texts(records["unique_id"]) if is_event else [None] * size
-    metrics = _texts(records["metric"]) if is_event else [None] * size
     identities = _per_distinct(
         mask_identity,
-        _texts(records["email"]),
-        _texts(records["phone_number"]),
-        _texts(records["external_id"]),
+        arrow_json.strings(records["email"]),
+        arrow_json.strings(records["phone_number"]),
+        arrow_json.strings(records["external_id"]),
     )
+    profile_key_hashes = _per_distinct(hash_key, profile_keys)
     if is_event:
-        record_keys = [
-            hash_key(key, metric, unique_id)
-            for key, metric, unique_id in zip(profile_keys, metrics, unique_ids, strict=True)
-        ]
+        unique_ids = arrow_json.strings(records["unique_id"])
+        metrics = arrow_json.strings(records["metric"])
+        record_keys = _record_keys(profile_keys, metrics, unique_ids)
     else:
-        record_keys = _per_distinct(hash_key, profile_keys)
+        record_keys = profile_key_hashes
     return pd.DataFrame(
         {
             "partition": partition,
@@ -168,10 +201,10 @@ def _identity_columns(
             "run_id": run_id,
             "row_id": pd.array(records["row_id"].to_numpy(), dtype="Int64"),
             "record_key": record_keys,
-            "unique_id": unique_ids,
-            "metric": metrics,
+            "unique_id": unique_ids.to_pylist() if is_event else [None] * size,
+            "metric": metrics.to_pylist() if is_event else [None] * size,
             "identity": identities,
-            "profile_key_hash": _per_distinct(hash_key, profile_keys),
+            "profile_key_hash": profile_key_hashes,
             "content_hash": _texts(records["content_hash"]),
         }
     )
