@@ -119,6 +119,7 @@ INFORMATION = (
     ("serialize_floor_events_per_second", "Serialization floor (orjson)", "events/s"),
     ("events_per_wall_second", "Mapping throughput, wall clock", "events/s"),
     ("send_span_efficiency", "Sync efficiency, first to last request", ""),
+    ("sync_efficiency_burst", "Sync efficiency at Klaviyo's real pace, 100 requests", ""),
     ("all_requests_per_10000_profiles", "All profile requests per 10,000 profiles", ""),
     ("peak_rss_mb_whole_sync_100k", "Peak RSS, whole sync, 100k events", "MiB"),
 )
