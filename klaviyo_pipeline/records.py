@@ -30,7 +30,7 @@ from pandas.api.extensions import ExtensionDtype
 # NOTE: an internal pandas function, which `hash_pandas_object` combines column hashes with.
 from pandas.core.util.hashing import combine_hash_arrays
 
-from klaviyo_pipeline import normalize, settings
+from klaviyo_pipeline import arrow_json, normalize, settings
 from klaviyo_pipeline.config import EcommerceConfig, NormalizeConfig, PipelineConfig
 from klaviyo_pipeline.jsonsafe import clean_properties, dumps
 from klaviyo_pipeline.mapping.destination import CompiledDestination, RuleGroup
@@ -214,23 +214,18 @@ def _identity_keys(email: pd.Series, phone: pd.Series, external_id: pd.Series) -
     for position, ((label, _), text) in enumerate(zip(labelled, texts, strict=True)):
         prefix = label if position == 0 else "|" + label
         if text.null_count == len(text):
-            keys = keys + prefix if isinstance(keys, str) else _insert(keys, _END, prefix)
+            if isinstance(keys, str):
+                keys += prefix
+            else:
+                keys = arrow_json.insert(keys, arrow_json.END, prefix)
         elif isinstance(keys, str):
-            keys = _insert(text.fill_null(""), 0, keys + prefix)
+            keys = arrow_json.insert(text.fill_null(""), 0, keys + prefix)
         else:
-            keys = pc.binary_join_element_wise(keys, _insert(text.fill_null(""), 0, prefix), "")
+            labelled_text = arrow_json.insert(text.fill_null(""), 0, prefix)
+            keys = pc.binary_join_element_wise(keys, labelled_text, "")
     if isinstance(keys, str):
         return pd.Series([keys] * len(email), index=email.index, dtype=object)
     return pd.Series(keys.to_numpy(zero_copy_only=False), index=email.index, dtype=object)
-
-
-# An offset past the end of any string, for inserting after its last byte.
-_END = 2**31 - 1
-
-
-def _insert(texts: pa.Array, offset: int, text: str) -> pa.Array:
-    """Return each string with `text` inserted at a byte offset, clamped to the string's end."""
-    return pc.binary_replace_slice(texts, offset, offset, text)
 
 
 def _arrow_text(column: pd.Series) -> pa.Array:
