@@ -730,10 +730,13 @@ class RecordBuilder:
         shared = (keyed & events["unique_id"].duplicated(keep=False)).to_numpy()
         duplicate = pd.Series(False, index=events.index)
         if shared.any():
-            candidates = events[shared]
-            duplicate[shared] = candidates.duplicated(
+            # Rule groups follow each other, so two rules with the same metric can put a
+            # later row first. The earliest row wins, so the candidates go in row order.
+            candidates = events[shared].sort_values("row_id", kind="stable")
+            repeated = candidates.duplicated(
                 subset=["profile_key", "metric", "unique_id"], keep="first"
-            ).to_numpy()
+            )
+            duplicate[repeated.index[repeated.to_numpy()]] = True
         for row in events[duplicate].itertuples(index=False):
             self.settle(
                 row.row_id,

@@ -5,6 +5,7 @@ contain, every row must end in exactly one terminal state, and every request bod
 JSON without NaN that passes the request schema of the SDK model and Klaviyo's rules.
 """
 
+import copy
 import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -376,30 +377,38 @@ def test_driver_types_keep_values() -> None:
 @settings(max_examples=100, deadline=None, derandomize=True)
 @given(
     keys=st.lists(
-        st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(["ORD-1", "ORD-2", None])),
+        st.tuples(
+            st.sampled_from(["a", "b"]),
+            st.sampled_from(["ORD-1", "ORD-2", None]),
+            st.sampled_from(["order complete", "order placed"]),
+        ),
         min_size=1,
         max_size=8,
     )
 )
-def test_repeated_unique_ids_dedupe_first(keys: list[tuple[str, str | None]]) -> None:
+def test_repeated_unique_ids_dedupe_first(keys: list[tuple[str, str | None, str]]) -> None:
     frame = pd.DataFrame(
         [
             {
-                "name": "order complete",
+                "name": name,
                 "timestamp": f"2024-05-01T10:00:0{position}Z",
                 "user.email": f"{user}@example.com",
                 "data.id": order,
                 "data.total": 1.0,
             }
-            for position, (user, order) in enumerate(keys)
+            for position, (user, order, name) in enumerate(keys)
         ]
     )
+    # Two rules give the same metric, so their rows deduplicate against each other.
+    destination = copy.deepcopy(DESTINATION)
+    order_rules = destination["mapping"]["order"]
+    order_rules["placed"] = copy.deepcopy(order_rules["complete"])
     events = normalize_events(frame, source_timezone="UTC", now=NOW)
-    mapped = build_records(events, _config({}), PARTITION)
+    mapped = build_records(events, _config({"destination": destination}), PARTITION)
 
     seen: set[tuple[str, str]] = set()
     expected = []
-    for position, (user, order) in enumerate(keys):
+    for position, (user, order, _) in enumerate(keys):
         if order is not None and (user, order) in seen:
             expected.append(position)
         elif order is not None:
@@ -409,6 +418,6 @@ def test_repeated_unique_ids_dedupe_first(keys: list[tuple[str, str | None]]) ->
     assert sorted(deduplicated["row_id"].tolist()) == expected
     assert sorted(mapped.events["row_id"].tolist()) == [
         position
-        for position, (_, order) in enumerate(keys)
+        for position, (_, order, _) in enumerate(keys)
         if order is not None and position not in expected
     ]
