@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -47,18 +46,28 @@ def views(array: pa.Array) -> list[memoryview]:
     """Return a view of the bytes of each value of a string or binary array, without copies.
 
     A null value gives an empty view. The views keep the array's data buffer alive.
+
+    Raises:
+        TypeError: The array is not of type string, binary, large_string or large_binary.
     """
+    large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
+    if not (large or pa.types.is_string(array.type) or pa.types.is_binary(array.type)):
+        raise TypeError(f"views takes a string or binary array, got {array.type}")
     if len(array) == 0:
         return []
     _, offsets, data = array.buffers()
     if data is None:
         return [memoryview(b"")] * len(array)
-    large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
     offset_type = np.int64 if large else np.int32
     bounds = np.frombuffer(offsets, offset_type)[array.offset : array.offset + len(array) + 1]
+    starts, ends = bounds[:-1].copy(), bounds[1:]
+    if array.null_count:
+        # Arrow lets a null slot span bytes, so its view is made empty here.
+        nulls = mask(array.is_null())
+        starts[nulls] = ends[nulls]
     # Arrow buffers export signed bytes ("b"), and readers such as simdjson expect "B".
     whole = memoryview(data).cast("B")
-    return [whole[start:end] for start, end in itertools.pairwise(bounds.tolist())]
+    return [whole[start:end] for start, end in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
 def replace(texts: pa.Array, values: dict[int, str]) -> pa.Array:

@@ -15,7 +15,9 @@ Every input row ends either as the event record with `record_id == str(row_id)` 
 `event` stream outcome, never both and never neither.
 """
 
+import itertools
 import math
+import operator
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,8 +235,12 @@ def _arrow_text(column: pd.Series) -> pa.Array:
     return pa.array(column.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
 
 
+def _only_strings(column: pd.Series) -> bool:
+    return column.dtype == object and all_strings(column.to_numpy())
+
+
 def _has_missing(column: pd.Series) -> bool:
-    if column.dtype == object and all_strings(column.to_numpy()):
+    if _only_strings(column):
         return False
     return bool(column.hasnans)
 
@@ -254,8 +260,9 @@ def _hashes(*columns: pd.Series, repeated: tuple[int, ...] = ()) -> pd.Series:
     column first, which only pays off for repeated values and costs most of the time on
     columns of distinct texts. A column without missing values hashes to the same values
     without it, so only columns with missing values are factorized here.
-    The columns at the `repeated` positions have few distinct values, such as metric names,
-    so they are factorized too, which hashes each distinct value once.
+    The columns at the `repeated` positions have few distinct values, such as metric names.
+    Those that hold only strings are factorized too, which hashes each distinct value once.
+    Other columns are not, because factorize counts 1, 1.0 and True as one value.
     NOTE: if a pandas release changed that hash, the next run would count every event as
     changed in its notes (nothing is sent twice) and upsert every profile once more.
     """
@@ -263,7 +270,7 @@ def _hashes(*columns: pd.Series, repeated: tuple[int, ...] = ()) -> pd.Series:
         (
             pd.util.hash_array(
                 _hash_input(column),
-                categorize=position in repeated or _has_missing(column),
+                categorize=(position in repeated and _only_strings(column)) or _has_missing(column),
             )
             for position, column in enumerate(columns)
         ),
@@ -461,7 +468,9 @@ class RecordBuilder:
         email_in = normalize.format_ids(pd.Series(c.email, dtype=object))
         emails, email_reasons = normalize.normalize_emails(email_in, self.options.lowercase_email)
         regions: Any = pd.Series(c.region, dtype=object)
-        if self.options.default_region and c.region.count(None) == len(c.region):
+        # An identity test, because a cell may hold an array, which == None compares per item.
+        no_region = all(map(operator.is_, c.region, itertools.repeat(None)))
+        if self.options.default_region and no_region:
             region = self.options.default_region
             regions = pd.Series(np.full(len(c.region), region, dtype=object), dtype=object)
         elif self.options.default_region:

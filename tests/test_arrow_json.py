@@ -2,9 +2,11 @@
 
 import decimal
 
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -83,3 +85,19 @@ def test_views_match_values(texts, offset):
 
     assert [bytes(view) for view in arrow_json.views(array)] == expected
     assert [bytes(view) for view in arrow_json.views(array.cast(pa.binary()))] == expected
+    assert [bytes(view) for view in arrow_json.views(array.cast(pa.large_string()))] == expected
+
+
+def test_views_of_null_slots_with_bytes():
+    # Arrow allows a null slot to span bytes. Here the second slot spans "cd".
+    offsets = pa.py_buffer(np.array([0, 2, 4, 5], dtype=np.int32).tobytes())
+    validity = pa.py_buffer(np.packbits([1, 0, 1], bitorder="little").tobytes())
+    array = pa.StringArray.from_buffers(3, offsets, pa.py_buffer(b"abcde"), validity)
+
+    assert array.to_pylist() == ["ab", None, "e"]
+    assert [bytes(view) for view in arrow_json.views(array)] == [b"ab", b"", b"e"]
+
+
+def test_views_reject_other_types():
+    with pytest.raises(TypeError, match="string or binary"):
+        arrow_json.views(pa.array(["a"], pa.string_view()))

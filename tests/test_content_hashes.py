@@ -88,3 +88,14 @@ def test_identity_keys_missing_columns(email: str, phone: str, external: str) ->
 def test_identity_keys_empty() -> None:
     empty = pd.Series([], dtype=object)
     assert _identity_keys(empty, empty, empty).tolist() == []
+
+
+def test_hashes_repeated_mixed_objects() -> None:
+    # factorize would count 1, 1.0 and True as one value, so only strings are factorized.
+    columns = [
+        pd.Series([1, 1.0, True, "1"], dtype=object),
+        pd.Series([pd.Timestamp("2024-01-01"), None, "a", 2], dtype=object),
+    ]
+    hashes = _hashes(*columns, repeated=(0, 1)).tolist()
+    assert hashes == _hashes(*columns).tolist()
+    assert len(set(hashes)) == 4

@@ -421,3 +421,25 @@ def test_repeated_unique_ids_dedupe_first(keys: list[tuple[str, str | None, str]
         for position, (_, order, _) in enumerate(keys)
         if order is not None and position not in expected
     ]
+
+
+def test_region_cell_holding_array() -> None:
+    frame = pd.DataFrame(
+        [
+            {
+                "name": "order complete",
+                "timestamp": f"2024-05-01T10:00:0{position}Z",
+                "user.email": "a@example.com",
+                "user.phone": "(415) 555-0124",
+                "data.id": f"ORD-{position}",
+            }
+            for position in range(2)
+        ]
+    )
+    events = normalize_events(frame, source_timezone="UTC", now=NOW)
+    # A caller may pass cells that normalization would have turned into lists.
+    events["user.country"] = pd.Series([np.array(["US", "DE"]), "US"], dtype=object)
+    mapped = build_records(events, _config({}), PARTITION)
+
+    assert mapped.events["phone_number"].tolist() == [None, "+14155550124"]
+    assert mapped.warnings["phone_dropped"] == 1

@@ -129,6 +129,8 @@ class EventPayloads:
 
         The list is converted from `encoded` on first use. `build_event_body` reads
         `encoded`, so the bytes object of each event is made only when a caller reads this list.
+        Assigning a new list replaces `encoded`; a change made to the returned list in place
+        is not seen by `build_event_body`.
         """
         if self._events is None:
             self._events = self.encoded.to_pylist()
