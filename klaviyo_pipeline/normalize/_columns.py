@@ -165,8 +165,8 @@ def all_strings(elements: np.ndarray | list[Any]) -> bool:
     """Return whether every element of an object array or list is a str, so none is missing.
 
     `infer_dtype` stops at the first element of another type, which makes this faster than
-    a missing-value scan of an object column. Pass the values, not a Series: for a Series of
-    a string dtype, `infer_dtype` answers "string" even when values are missing.
+    a missing-value scan of an object column. Pass the values, not a Series, because for a
+    Series of a string dtype `infer_dtype` returns "string" even when values are missing.
     """
     return infer_dtype(elements, skipna=False) == "string"
 
