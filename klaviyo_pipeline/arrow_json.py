@@ -42,6 +42,22 @@ def mask(array: pa.Array) -> np.ndarray:
     return array.fill_null(False).to_numpy(zero_copy_only=False)
 
 
+def value_bounds(array: pa.Array) -> np.ndarray:
+    """Return the byte offsets of the values, so value i spans bounds[i] to bounds[i + 1].
+
+    Raises:
+        TypeError: The array is not of type string, binary, large_string or large_binary.
+    """
+    large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
+    if not (large or pa.types.is_string(array.type) or pa.types.is_binary(array.type)):
+        raise TypeError(f"expected a string or binary array, got {array.type}")
+    offsets = array.buffers()[1]
+    if offsets is None:
+        return np.zeros(len(array) + 1, dtype=np.int64)
+    offset_type = np.int64 if large else np.int32
+    return np.frombuffer(offsets, offset_type)[array.offset : array.offset + len(array) + 1]
+
+
 def views(array: pa.Array) -> list[memoryview]:
     """Return a view of the bytes of each value of a string or binary array, without copies.
 
@@ -50,16 +66,12 @@ def views(array: pa.Array) -> list[memoryview]:
     Raises:
         TypeError: The array is not of type string, binary, large_string or large_binary.
     """
-    large = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
-    if not (large or pa.types.is_string(array.type) or pa.types.is_binary(array.type)):
-        raise TypeError(f"views takes a string or binary array, got {array.type}")
+    bounds = value_bounds(array)
     if len(array) == 0:
         return []
-    _, offsets, data = array.buffers()
+    data = array.buffers()[2]
     if data is None:
         return [memoryview(b"")] * len(array)
-    offset_type = np.int64 if large else np.int32
-    bounds = np.frombuffer(offsets, offset_type)[array.offset : array.offset + len(array) + 1]
     starts, ends = bounds[:-1].copy(), bounds[1:]
     if array.null_count:
         # Arrow lets a null slot span bytes, so its view is made empty here.

@@ -269,10 +269,10 @@ def _may_have_edge_space(texts: pa.Array) -> bool:
 
     A byte of 0x80 or above may belong to a Unicode space, so it counts as whitespace here.
     """
-    _, offsets, data = texts.buffers()
+    data = texts.buffers()[2]
     if data is None:
         return False
-    bounds = np.frombuffer(offsets, np.int32)[texts.offset : texts.offset + len(texts) + 1]
+    bounds = arrow_json.value_bounds(texts)
     starts, ends = bounds[:-1], bounds[1:]
     filled = starts < ends
     raw = np.frombuffer(data, np.uint8)
@@ -670,8 +670,9 @@ def build_event_body(positions: list[int], payloads: EventPayloads) -> EventBody
         pa.scalar(_ITEM_CLOSE + b",", pa.binary()),
         pa.scalar(b"", pa.binary()),
     )
-    _, offsets, data = joined.buffers()
-    first, last = np.frombuffer(offsets, np.int32)[[joined.offset, joined.offset + len(joined)]]
+    data = joined.buffers()[2]
+    bounds = arrow_json.value_bounds(joined)
+    first, last = bounds[0], bounds[-1]
     # The items are contiguous in the data buffer. The comma after the last one is left out.
     body = b"".join((BODY_OPEN, memoryview(data)[first : last - 1], BODY_CLOSE))
     items = [
@@ -716,7 +717,7 @@ def _runs(positions: list[int], payloads: EventPayloads) -> list[tuple[str, list
             (group, list(members))
             for group, members in itertools.groupby(positions, key=payloads.groups.__getitem__)
         ]
-    starts = [0, *(np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist()]
+    starts = _run_starts(codes).tolist()
     ends = [*starts[1:], len(positions)]
     return [
         (names[code], positions[start:end])
